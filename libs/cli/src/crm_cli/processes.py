@@ -1,0 +1,34 @@
+"""Entry points of the non-HTTP component processes, each with a metrics/readiness port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from prometheus_client import start_http_server
+
+
+def main(argv: list[str]) -> None:
+    """`relay SERVICE` or `consume`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    port = int(os.environ.get("CRM_METRICS_PORT", "0"))
+    if argv[:1] == ["relay"] and len(argv) == 2:
+        from crm_eventstore.host import run_relay
+
+        if port:
+            start_http_server(port, addr="127.0.0.1")
+        asyncio.run(run_relay(argv[1]))
+    elif argv[:1] == ["consume"]:
+        from crm_projections.consumer import run
+
+        if port:
+            start_http_server(port, addr="127.0.0.1")
+        asyncio.run(run())
+    else:
+        raise SystemExit("usage: python -m crm_cli.processes relay SERVICE | consume")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

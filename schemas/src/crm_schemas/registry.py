@@ -1,0 +1,24 @@
+"""Every public event type, by its stable type string, and the topic it is published on."""
+
+from __future__ import annotations
+
+from crm_schemas.base import DomainEvent
+from crm_schemas.contacts import CustomerRegistered
+
+SERVICES: tuple[str, ...] = ("contacts", "deals", "support")
+
+DEADLETTER_TOPIC = "crm.deadletter.v1"
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    model.model_fields["type"].default: model for model in (CustomerRegistered,)
+}
+
+
+def topic_for(service: str) -> str:
+    """Kafka topic carrying one service's events."""
+    return f"crm.{service}.events.v1"
+
+
+def event_model(event_type: str) -> type[DomainEvent] | None:
+    """The model of an event type, or None if this build does not know it."""
+    return EVENT_TYPES.get(event_type)

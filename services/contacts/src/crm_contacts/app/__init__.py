@@ -1,0 +1,1 @@
+"""Use cases of the contacts service: load, decide, append."""

@@ -1,0 +1,1 @@
+"""Pure customer-master domain: commands, state, decide and evolve."""

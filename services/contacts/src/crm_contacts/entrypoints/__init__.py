@@ -1,0 +1,1 @@
+"""HTTP API and relay process of the contacts service."""

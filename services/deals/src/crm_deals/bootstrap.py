@@ -1,0 +1,38 @@
+"""Wires the deals service. Its domain arrives with its own issue; today it owns an empty event store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from crm_http.problems import install_problem_handlers
+from crm_http.probes import install_probes
+from fastapi import FastAPI
+
+from crm_eventstore.host import open_store
+from crm_eventstore.settings import InfraSettings
+
+
+def bootstrap() -> FastAPI:
+    """The deals HTTP app (health, readiness and metrics until its commands land)."""
+    settings = InfraSettings()
+    os.environ.setdefault("CRM_DEALS_DATABASE_URL", "postgresql://crm_deals@127.0.0.1:5432/crm_deals")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        handles = await open_store("deals", settings, max_size=5)
+        app.state.store = handles.store
+        try:
+            yield
+        finally:
+            await handles.close()
+
+    app = FastAPI(title="CRM deals service", version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+
+    async def database_ready() -> None:
+        await app.state.store.pool.fetchval("SELECT 1")
+
+    install_probes(app, "deals", {"database": database_ready})
+    return app

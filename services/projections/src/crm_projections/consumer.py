@@ -1,0 +1,50 @@
+"""The projection consumer process: `python -m crm_projections.consumer`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faststream.kafka import KafkaBroker
+
+from crm_eventstore.host import stop_on_signals
+from crm_eventstore.kafka import ensure_topics
+from crm_eventstore.projection import ProjectionRunner, build_consumer_app, deadletter_to
+from crm_eventstore.store import create_pool
+from crm_projections.settings import ProjectionsSettings
+from crm_projections.timeline.project import TimelineProjection
+from crm_schemas.registry import DEADLETTER_TOPIC, SERVICES, topic_for
+
+log = logging.getLogger(__name__)
+
+
+async def run() -> None:
+    """Consume every service topic into the read models until SIGTERM."""
+    settings = ProjectionsSettings()
+    topics = [topic_for(s) for s in SERVICES]
+    await ensure_topics(settings.kafka_bootstrap_servers, [*topics, DEADLETTER_TOPIC], settings.kafka_partitions)
+    pool = await create_pool(settings.projections_database_url)
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="crm-projections")
+    timeline = TimelineProjection()
+    runner = ProjectionRunner(
+        pool, timeline, deadletter_to(broker, timeline.name), max_attempts=settings.projection_max_attempts
+    )
+    app = build_consumer_app(broker, [runner], topics, settings.projections_group_id)
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await app.start()
+    try:
+        await stop.wait()
+    finally:
+        await app.stop()
+        await pool.close()
+
+
+def main() -> None:
+    """Entry point."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
