@@ -49,9 +49,9 @@ class OutboxRelay:
     async def position(self) -> tuple[int, int]:
         """The last global position acknowledged by the broker."""
         row = await self.store.pool.fetchrow(
-            "SELECT tx_id::text AS tx_id, position FROM relay_positions WHERE relay = $1", self.name
+            "SELECT tx_id::text AS tx_text, position FROM relay_positions WHERE relay = $1", self.name
         )
-        return (0, 0) if row is None else (int(row["tx_id"]), row["position"])
+        return (0, 0) if row is None else (int(row["tx_text"]), row["position"])
 
     async def _save(self, position: tuple[int, int], count: int) -> None:
         await self.store.pool.execute(

@@ -97,7 +97,7 @@ _COLUMNS = (
 
 _INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
 
-_SELECT = f"SELECT tx_id::text AS tx_id, position, {_COLUMNS} FROM events"
+_SELECT = f"SELECT tx_id::text AS tx_text, position, {_COLUMNS} FROM events"
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -140,7 +140,7 @@ def _envelope(row: asyncpg.Record) -> EventEnvelope:
 
 
 def _recorded(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(envelope=_envelope(row), tx_id=int(row["tx_id"]), position=row["position"])
+    return RecordedEvent(envelope=_envelope(row), tx_id=int(row["tx_text"]), position=row["position"])
 
 
 class PostgresEventStore:
@@ -221,49 +221,68 @@ class PostgresEventStore:
         *,
         idempotency: IdempotencyClaim | None = None,
         respond: Callable[[AppendResult], StoredResponse] | None = None,
+        conn: asyncpg.Connection | None = None,
     ) -> AppendResult:
-        """Append events if the stream is at the expected version; all or nothing."""
+        """Append events if the stream is at the expected version; all or nothing.
+
+        With `conn`, the append joins the caller's open transaction (which then decides
+        commit or rollback); otherwise it runs in a transaction of its own.
+        """
+        if conn is not None:
+            return await self._append(conn, stream_id, expected, events, ctx, idempotency, respond, False)
+        async with self.pool.acquire() as own:
+            return await self._append(own, stream_id, expected, events, ctx, idempotency, respond, True)
+
+    async def _append(
+        self,
+        conn: asyncpg.Connection,
+        stream_id: str,
+        expected: int | StreamState,
+        events: Sequence[DomainEvent],
+        ctx: CommandContext,
+        idempotency: IdempotencyClaim | None,
+        respond: Callable[[AppendResult], StoredResponse] | None,
+        own_transaction: bool,
+    ) -> AppendResult:
+        if isinstance(expected, int):
+            start = await self.stream_state(stream_id, conn)
+            if start.version != expected:
+                raise WrongExpectedVersion(stream_id, expected, start.version)
+        else:
+            start = expected
         if not events:
-            state = await self.stream_state(stream_id)
-            return AppendResult(stream_id, state.version)
-        async with self.pool.acquire() as conn:
-            if isinstance(expected, int):
-                start = await self.stream_state(stream_id, conn)
-                if start.version != expected:
-                    raise WrongExpectedVersion(stream_id, expected, start.version)
-            else:
-                start = expected
-            sealed = await self._seal(stream_id, start, events, ctx)
-            rows = [self._row(e) for e in sealed]
-            result = AppendResult(stream_id, start.version + len(sealed), tuple(sealed))
-            try:
-                if idempotency is None and len(rows) == 1:
-                    # One statement in autocommit is atomic; saves BEGIN/COMMIT round trips.
-                    await conn.execute(_INSERT, *rows[0])
-                    return result
-                async with conn.transaction():
-                    if idempotency is not None:
-                        replayed = await self._claim(conn, idempotency)
-                        if replayed is not None:
-                            return AppendResult(stream_id, start.version, replayed=replayed)
-                    await conn.executemany(_INSERT, rows)
-                    if idempotency is not None:
-                        stored = respond(result) if respond else StoredResponse(200, {})
-                        await conn.execute(
-                            "UPDATE idempotency_keys SET status_code = $2, response = $3 WHERE key = $1",
-                            idempotency.key,
-                            stored.status_code,
-                            stored.body,
-                        )
+            return AppendResult(stream_id, start.version)
+        sealed = await self._seal(stream_id, start, events, ctx)
+        rows = [self._row(e) for e in sealed]
+        result = AppendResult(stream_id, start.version + len(sealed), tuple(sealed))
+        try:
+            if own_transaction and idempotency is None and len(rows) == 1:
+                # One statement in autocommit is atomic; saves BEGIN/COMMIT round trips.
+                await conn.execute(_INSERT, *rows[0])
                 return result
-            except (asyncpg.UniqueViolationError, asyncpg.RaiseError) as exc:
-                conflict = isinstance(exc, asyncpg.UniqueViolationError) and (
-                    exc.constraint_name == "events_stream_version"
-                )
-                if conflict or getattr(exc, "sqlstate", "") in ("CRM01", "CRM02"):
-                    current = await self.stream_state(stream_id)
-                    raise WrongExpectedVersion(stream_id, start.version, current.version) from exc
-                raise
+            async with conn.transaction():
+                if idempotency is not None:
+                    replayed = await self._claim(conn, idempotency)
+                    if replayed is not None:
+                        return AppendResult(stream_id, start.version, replayed=replayed)
+                await conn.executemany(_INSERT, rows)
+                if idempotency is not None:
+                    stored = respond(result) if respond else StoredResponse(200, {})
+                    await conn.execute(
+                        "UPDATE idempotency_keys SET status_code = $2, response = $3 WHERE key = $1",
+                        idempotency.key,
+                        stored.status_code,
+                        stored.body,
+                    )
+            return result
+        except asyncpg.PostgresError as exc:
+            conflict = isinstance(exc, asyncpg.UniqueViolationError) and (
+                exc.constraint_name == "events_stream_version"
+            )
+            if conflict or getattr(exc, "sqlstate", "") in ("CRM01", "CRM02"):
+                current = await self.stream_state(stream_id)
+                raise WrongExpectedVersion(stream_id, start.version, current.version) from exc
+            raise
 
     async def _claim(self, conn: asyncpg.Connection, claim: IdempotencyClaim) -> StoredResponse | None:
         # Claiming the key first makes a concurrent duplicate wait on the unique index until

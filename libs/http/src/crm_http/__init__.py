@@ -2,6 +2,7 @@
 
 from crm_http.auth import (
     Actor,
+    Algorithm,
     AuthSettings,
     DevIssuer,
     InvalidTokenError,
@@ -18,10 +19,12 @@ from crm_http.problems import (
     not_found,
     problem_type,
     unprocessable,
+    validation_problem,
 )
 
 __all__ = [
     "Actor",
+    "Algorithm",
     "AuthSettings",
     "DevIssuer",
     "FieldError",
@@ -36,4 +39,5 @@ __all__ = [
     "not_found",
     "problem_type",
     "unprocessable",
+    "validation_problem",
 ]

@@ -63,7 +63,7 @@ class AuthSettings(BaseModel, frozen=True):
 
     issuer: str
     audience: str = "crm"
-    jwks_url: str | None = None
+    jwks_url: str | None = Field(default=None, pattern=r"^https?://")
     jwks_file: Path | None = None
     leeway_seconds: float = Field(default=30, ge=0, le=300)
     algorithms: frozenset[Algorithm] = frozenset({"RS256", "ES256"})
@@ -227,7 +227,7 @@ def _usable_keys(document: bytes, algorithms: frozenset[str]) -> dict[str, jwt.P
             continue
         try:
             key = jwt.PyJWK(member)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
             continue
         if key.algorithm_name in algorithms:
             keys[kid] = key
@@ -287,9 +287,11 @@ def actor_dependency(
         try:
             return await verifier.verify(credentials.credentials)
         except InvalidTokenError as error:
+            logger.info("bearer token refused: %s", error)
             challenge = f'Bearer realm="{_REALM}", error="invalid_token", error_description="{error}"'
             raise Problem(401, "Unauthorized", str(error), headers={"WWW-Authenticate": challenge}) from None
         except KeysUnavailableError:
+            logger.exception("cannot verify bearer tokens: no signing keys")
             raise Problem(
                 503,
                 "Service Unavailable",
