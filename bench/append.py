@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,14 +105,19 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
-        body = {k: v for k, v in asdict(self).items() if not isinstance(v, dict) or k == "scenario"}
-        for name in ("latency", "first_append", "later_appends"):
-            body.pop(name, None)
         return {
-            **body,
+            "scenario": self.scenario,
+            "title": self.title,
+            "writers": self.writers,
+            "events": self.events,
+            "appends": self.appends,
+            "streams": self.streams,
+            "seconds": self.seconds,
             "events_per_s": self.events_per_s,
             "appends_per_s": self.appends_per_s,
-            "latency_ms": getattr(self, "latency").summary(),
+            "client_cpu_s": self.client_cpu_s,
+            "server_cpu_s": self.server_cpu_s,
+            "latency_ms": self.latency.summary(),
             "first_append_ms": self.first_append.summary(),
             "later_appends_ms": self.later_appends.summary(),
         }
@@ -209,8 +214,7 @@ def server_cpu(admin_url: str) -> TreeCpu:
 def _events(customer_id: UUID, count: int) -> list[CustomerRegistered]:
     now = datetime.now(UTC)
     return [
-        CustomerRegistered(customer_id=customer_id, occurred_at=now, kind="company", name=NAME)
-        for _ in range(count)
+        CustomerRegistered(customer_id=customer_id, occurred_at=now, kind="company", name=NAME) for _ in range(count)
     ]
 
 
@@ -282,9 +286,7 @@ async def run_scenario(
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            _writer(
-                store, ctx, scenario, appends_per_writer, streams_per_writer, customers, first, later, counter
-            )
+            _writer(store, ctx, scenario, appends_per_writer, streams_per_writer, customers, first, later, counter)
             for _ in range(args.writers)
         )
     )

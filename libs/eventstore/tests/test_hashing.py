@@ -3,10 +3,9 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
+from crm_eventstore.hashing import canonical_bytes, canonical_time, event_hash
 from hypothesis import given
 from hypothesis import strategies as st
-
-from crm_eventstore.hashing import canonical_bytes, canonical_time, event_hash
 
 
 def _envelope(**overrides: object) -> dict[str, object]:

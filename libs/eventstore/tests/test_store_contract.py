@@ -4,11 +4,9 @@ import asyncio
 
 import asyncpg
 import pytest
-from .builders import context, registered
-
-from crm_eventstore.provision import database_url
 from crm_eventstore.errors import IdempotencyKeyReused, KeyDestroyed, WrongExpectedVersion
 from crm_eventstore.ids import new_id
+from crm_eventstore.provision import database_url
 from crm_eventstore.store import (
     IdempotencyClaim,
     PostgresEventStore,
@@ -17,6 +15,8 @@ from crm_eventstore.store import (
     verify_chains,
 )
 from crm_schemas.personal import is_ciphertext
+
+from .builders import context, registered
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -30,11 +30,16 @@ async def _count(store: PostgresEventStore) -> int:
     return int(await store.pool.fetchval("SELECT count(*) FROM events"))
 
 
-async def test_appended_events_read_back_in_version_order_with_a_hash_chain(event_store: PostgresEventStore) -> None:
+async def test_appended_events_read_back_in_version_order_with_a_hash_chain(
+    event_store: PostgresEventStore,
+) -> None:
     cid = new_id()
     first = await event_store.append(f"customer-{cid}", 0, [registered(cid)], context())
     second = await event_store.append(
-        f"customer-{cid}", StreamState(first.version, first.events[-1].hash), [registered(cid, "二番目")], context()
+        f"customer-{cid}",
+        StreamState(first.version, first.events[-1].hash),
+        [registered(cid, "二番目")],
+        context(),
     )
     stream = await event_store.read_stream(f"customer-{cid}")
     assert [e.version for e in stream] == [1, 2]
@@ -77,7 +82,9 @@ async def test_a_forged_prev_hash_is_rejected(event_store: PostgresEventStore) -
     assert len(await event_store.read_stream(f"customer-{cid}")) == 1
 
 
-async def test_concurrent_appends_at_the_same_version_let_exactly_one_win(event_store: PostgresEventStore) -> None:
+async def test_concurrent_appends_at_the_same_version_let_exactly_one_win(
+    event_store: PostgresEventStore,
+) -> None:
     cid = new_id()
     await event_store.append(f"customer-{cid}", 0, [registered(cid)], context())
     results = await asyncio.gather(
@@ -107,38 +114,60 @@ async def test_a_repeated_idempotency_key_returns_the_first_result_and_appends_n
 ) -> None:
     cid = new_id()
     claim = IdempotencyClaim("tester:key-1", "request-a")
-    first = await event_store.append(f"customer-{cid}", 0, [registered(cid)], context(), idempotency=claim,
-                                     respond=_respond)
+    first = await event_store.append(
+        f"customer-{cid}", 0, [registered(cid)], context(), idempotency=claim, respond=_respond
+    )
     assert first.replayed is None
     other = new_id()
-    again = await event_store.append(f"customer-{other}", 0, [registered(other)], context(), idempotency=claim,
-                                     respond=_respond)
+    again = await event_store.append(
+        f"customer-{other}", 0, [registered(other)], context(), idempotency=claim, respond=_respond
+    )
     assert again.replayed == StoredResponse(201, {"version": 1})
     assert await event_store.read_stream(f"customer-{other}") == []
     assert await event_store.find_response(claim) == StoredResponse(201, {"version": 1})
 
 
-async def test_reusing_an_idempotency_key_for_another_request_is_refused(event_store: PostgresEventStore) -> None:
+async def test_reusing_an_idempotency_key_for_another_request_is_refused(
+    event_store: PostgresEventStore,
+) -> None:
     cid = new_id()
-    await event_store.append(f"customer-{cid}", 0, [registered(cid)], context(),
-                             idempotency=IdempotencyClaim("tester:k2", "a"), respond=_respond)
+    await event_store.append(
+        f"customer-{cid}",
+        0,
+        [registered(cid)],
+        context(),
+        idempotency=IdempotencyClaim("tester:k2", "a"),
+        respond=_respond,
+    )
     with pytest.raises(IdempotencyKeyReused):
-        await event_store.append(f"customer-{cid}", 1, [registered(cid)], context(),
-                                 idempotency=IdempotencyClaim("tester:k2", "b"), respond=_respond)
+        await event_store.append(
+            f"customer-{cid}",
+            1,
+            [registered(cid)],
+            context(),
+            idempotency=IdempotencyClaim("tester:k2", "b"),
+            respond=_respond,
+        )
 
 
-async def test_concurrent_duplicates_with_one_idempotency_key_append_once(event_store: PostgresEventStore) -> None:
+async def test_concurrent_duplicates_with_one_idempotency_key_append_once(
+    event_store: PostgresEventStore,
+) -> None:
     claim = IdempotencyClaim("tester:k3", "same")
     ids = [new_id() for _ in range(8)]
     results = await asyncio.gather(
-        *(event_store.append(f"customer-{c}", 0, [registered(c)], context(), idempotency=claim, respond=_respond)
-          for c in ids)
+        *(
+            event_store.append(f"customer-{c}", 0, [registered(c)], context(), idempotency=claim, respond=_respond)
+            for c in ids
+        )
     )
     assert sum(r.replayed is None for r in results) == 1
     assert await _count(event_store) == 1
 
 
-async def test_personal_fields_are_ciphertext_in_the_table_and_decrypt_on_load(event_store: PostgresEventStore) -> None:
+async def test_personal_fields_are_ciphertext_in_the_table_and_decrypt_on_load(
+    event_store: PostgresEventStore,
+) -> None:
     cid = new_id()
     await event_store.append(f"customer-{cid}", 0, [registered(cid, email="taro@example.jp")], context())
     raw = await event_store.pool.fetchval("SELECT payload::text FROM events WHERE customer_id = $1", cid)
@@ -174,7 +203,9 @@ async def test_a_destroyed_key_makes_personal_data_unreadable_but_the_chain_stil
     assert checked >= 1
 
 
-async def test_the_service_role_cannot_update_delete_or_truncate_events(event_store: PostgresEventStore) -> None:
+async def test_the_service_role_cannot_update_delete_or_truncate_events(
+    event_store: PostgresEventStore,
+) -> None:
     cid = new_id()
     await event_store.append(f"customer-{cid}", 0, [registered(cid)], context())
     for statement in ("UPDATE events SET type = 'x'", "DELETE FROM events", "TRUNCATE events"):

@@ -139,9 +139,7 @@ async def test_request_with_another_auth_scheme_is_challenged(app: FastAPI, clie
     assert response.headers["www-authenticate"] == 'Bearer realm="crm"'
 
 
-async def test_unsigned_alg_none_token_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_unsigned_alg_none_token_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     header = b64(json.dumps({"alg": "none", "kid": issuer.kid, "typ": "JWT"}).encode())
     token = f"{header}.{b64(json.dumps(claims()).encode())}."
 
@@ -161,18 +159,14 @@ async def test_hs256_token_keyed_with_the_public_key_is_refused(
     mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
 
     async with client_for(app) as client:
-        await assert_refused(
-            client, f"{signing_input}.{b64(mac)}", "The token's signing algorithm is not accepted."
-        )
+        await assert_refused(client, f"{signing_input}.{b64(mac)}", "The token's signing algorithm is not accepted.")
 
 
 async def test_token_with_an_unknown_kid_is_refused(
     app: FastAPI, client_for: ClientFor, other_issuer: DevIssuer
 ) -> None:
     async with client_for(app) as client:
-        await assert_refused(
-            client, other_issuer.issue("user-1", "admin"), "The token is signed by an unknown key."
-        )
+        await assert_refused(client, other_issuer.issue("user-1", "admin"), "The token is signed by an unknown key.")
 
 
 async def test_token_without_a_kid_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
@@ -200,27 +194,19 @@ async def test_token_naming_a_key_of_another_algorithm_is_refused(
         )
 
 
-async def test_token_from_another_issuer_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_from_another_issuer_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     async with client_for(app) as client:
         await assert_refused(
             client, sign(issuer, claims(iss="https://evil.example")), "The token's issuer is not trusted."
         )
 
 
-async def test_token_for_another_audience_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_for_another_audience_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     async with client_for(app) as client:
-        await assert_refused(
-            client, sign(issuer, claims(aud="billing")), "The token is not meant for this audience."
-        )
+        await assert_refused(client, sign(issuer, claims(aud="billing")), "The token is not meant for this audience.")
 
 
-async def test_token_without_an_audience_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_without_an_audience_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     async with client_for(app) as client:
         await assert_refused(client, sign(issuer, claims(aud=None)), "The token lacks the 'aud' claim.")
 
@@ -243,9 +229,7 @@ async def test_token_expired_within_the_leeway_is_accepted(
     assert response.status_code == 200
 
 
-async def test_token_without_an_expiry_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_without_an_expiry_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     async with client_for(app) as client:
         await assert_refused(client, sign(issuer, claims(exp=None)), "The token lacks the 'exp' claim.")
 
@@ -257,9 +241,7 @@ async def test_token_not_valid_yet_is_refused(app: FastAPI, client_for: ClientFo
         await assert_refused(client, token, "The token is not valid yet.")
 
 
-async def test_token_with_a_tampered_payload_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_with_a_tampered_payload_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     header, _, signature = issuer.issue("user-1", "sales").split(".")
     forged = f"{header}.{b64(json.dumps(claims(role='admin')).encode())}.{signature}"
 
@@ -296,23 +278,17 @@ async def test_oversized_token_is_refused(app: FastAPI, client_for: ClientFor, i
         await assert_refused(client, token, "The token is too long.")
 
 
-async def test_token_without_a_subject_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_without_a_subject_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     async with client_for(app) as client:
         await assert_refused(client, sign(issuer, claims(sub=None)), "The token lacks the 'sub' claim.")
 
 
-async def test_token_without_a_role_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_without_a_role_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     async with client_for(app) as client:
         await assert_refused(client, sign(issuer, claims(role=None)), "The token lacks the 'role' claim.")
 
 
-async def test_token_with_a_non_string_team_is_refused(
-    app: FastAPI, client_for: ClientFor, issuer: DevIssuer
-) -> None:
+async def test_token_with_a_non_string_team_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
     async with client_for(app) as client:
         await assert_refused(
             client,
@@ -330,9 +306,7 @@ class JwksEndpoint:
         self.failing = False
 
     def serve(self, *issuers: DevIssuer) -> None:
-        self.document = {
-            "keys": [key for i in issuers for key in json.loads(i.jwks_path.read_text())["keys"]]
-        }
+        self.document = {"keys": [key for i in issuers for key in json.loads(i.jwks_path.read_text())["keys"]]}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"

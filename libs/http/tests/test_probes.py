@@ -63,9 +63,7 @@ def observed(service: str, method: str, route: str, status: str) -> float:
     return REGISTRY.get_sample_value("crm_http_request_duration_seconds_count", labels) or 0.0
 
 
-async def test_healthz_answers_ok_without_running_the_readiness_checks(
-    client_for: ClientFor, service: str
-) -> None:
+async def test_healthz_answers_ok_without_running_the_readiness_checks(client_for: ClientFor, service: str) -> None:
     calls = []
 
     async def counted() -> None:
@@ -125,9 +123,7 @@ async def test_metrics_are_served_in_the_prometheus_text_format(client_for: Clie
     assert f'route="/customers/{{customer_id}}",service="{service}",status="200"' in response.text
 
 
-async def test_latency_is_labelled_by_route_template_not_by_raw_path(
-    client_for: ClientFor, service: str
-) -> None:
+async def test_latency_is_labelled_by_route_template_not_by_raw_path(client_for: ClientFor, service: str) -> None:
     async with client_for(build_app(service)) as client:
         for customer in ("c-1", "c-2", "c-3"):
             await client.get(f"/customers/{customer}")
@@ -160,9 +156,7 @@ async def test_unhandled_error_is_recorded_as_500(client_for: ClientFor, service
     assert observed(service, "GET", "/customers/{customer_id}/fail", "500") == 1
 
 
-async def test_routes_of_a_mounted_app_are_labelled_with_the_mount_prefix(
-    client_for: ClientFor, service: str
-) -> None:
+async def test_routes_of_a_mounted_app_are_labelled_with_the_mount_prefix(client_for: ClientFor, service: str) -> None:
     app, admin = build_app(service), FastAPI()
 
     @admin.get("/jobs/{job_id}")

@@ -160,9 +160,7 @@ async def test_unprocessable_helper_names_the_field_at_fault(client_for: ClientF
         response = await client.post("/customers/c-1/email")
 
     assert response.status_code == 422
-    assert response.json()["errors"] == [
-        {"field": "email", "message": "Another customer already uses this address."}
-    ]
+    assert response.json()["errors"] == [{"field": "email", "message": "Another customer already uses this address."}]
 
 
 async def test_problem_headers_are_sent(client_for: ClientFor) -> None:

@@ -38,9 +38,7 @@ class EventEnvelope(BaseModel):
     correlation_id: UUID
     causation_id: UUID | None = None
     traceparent: str | None = Field(default=None, description="W3C trace context of the command")
-    payload: dict[str, Any] = Field(
-        description="Event body; personal fields hold enc:v1: AES-256-GCM ciphertext"
-    )
+    payload: dict[str, Any] = Field(description="Event body; personal fields hold enc:v1: AES-256-GCM ciphertext")
     prev_hash: str | None = Field(
         default=None, description="hash of the previous event of the stream (null for version 1)"
     )

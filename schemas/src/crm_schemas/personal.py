@@ -25,9 +25,7 @@ CIPHERTEXT_PREFIX = "enc:v1:"
 def personal_fields(model: type[BaseModel]) -> frozenset[str]:
     """Names of a model's fields marked as personal data."""
     return frozenset(
-        name
-        for name, info in model.model_fields.items()
-        if any(isinstance(m, PersonalData) for m in info.metadata)
+        name for name, info in model.model_fields.items() if any(isinstance(m, PersonalData) for m in info.metadata)
     )
 
 

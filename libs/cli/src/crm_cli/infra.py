@@ -464,9 +464,7 @@ def start_embedded_postgres(data_dir: Path, port: int) -> Postgres:
                     timeout=300,
                 )
                 if result.returncode != 0:
-                    raise RuntimeError(
-                        f"initdb failed ({result.returncode}) for {data_dir}:\n{result.stdout}"
-                    )
+                    raise RuntimeError(f"initdb failed ({result.returncode}) for {data_dir}:\n{result.stdout}")
                 _log.info("initdb %s took %.2fs", data_dir, time.monotonic() - started)
 
             socket_dir = _socket_dir(data_dir, port)
@@ -511,9 +509,7 @@ def start_embedded_postgres(data_dir: Path, port: int) -> Postgres:
                 [pg_ctl, "-D", str(data_dir), "-w", "-t", "60", "-m", "fast", "stop"], user, timeout=90
             )
             if result.returncode != 0 and _read_postmaster(data_dir) is not None:
-                raise RuntimeError(
-                    f"pg_ctl stop failed ({result.returncode}) for {data_dir}:\n{result.stdout}"
-                )
+                raise RuntimeError(f"pg_ctl stop failed ({result.returncode}) for {data_dir}:\n{result.stdout}")
 
     return Postgres(admin_url=_pg_url(port), stop=_register_stop(stop))
 

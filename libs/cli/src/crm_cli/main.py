@@ -11,9 +11,8 @@ from typing import Annotated
 
 import asyncpg
 import typer
-from rich.console import Console
-
 from crm_schemas.registry import SERVICES
+from rich.console import Console
 
 app = typer.Typer(help="Event-sourced CRM: local stack and operations.", no_args_is_help=True)
 audit = typer.Typer(help="Audit the tamper-evident event history.", no_args_is_help=True)
@@ -59,7 +58,9 @@ def up() -> None:
 @app.command()
 def token(
     subject: Annotated[str, typer.Option(help="Who the token speaks for")],
-    role: Annotated[str, typer.Option(help="sales, marketing, support, accounting, manager, admin, auditor, integration")],
+    role: Annotated[
+        str, typer.Option(help="sales, marketing, support, accounting, manager, admin, auditor, integration")
+    ],
     team: Annotated[str | None, typer.Option(help="Team of the subject")] = None,
     department: Annotated[str | None, typer.Option(help="Department of the subject")] = None,
 ) -> None:
@@ -73,8 +74,11 @@ def token(
 
 
 def _database_urls() -> dict[str, str]:
-    urls = {s: os.environ[f"CRM_{s.upper()}_DATABASE_URL"] for s in SERVICES
-            if os.environ.get(f"CRM_{s.upper()}_DATABASE_URL")}
+    urls = {
+        s: os.environ[f"CRM_{s.upper()}_DATABASE_URL"]
+        for s in SERVICES
+        if os.environ.get(f"CRM_{s.upper()}_DATABASE_URL")
+    }
     if len(urls) == len(SERVICES):
         return urls
     from crm_cli.stack import crm_home, endpoints
@@ -106,9 +110,18 @@ def audit_verify(
             report[service] = {
                 "status": "valid" if broken is None else "broken",
                 "events_checked": checked,
-                **({} if broken is None else {"first_broken": {
-                    "event_id": str(broken.event_id), "stream_id": broken.stream_id,
-                    "version": broken.version, "reason": broken.reason}}),
+                **(
+                    {}
+                    if broken is None
+                    else {
+                        "first_broken": {
+                            "event_id": str(broken.event_id),
+                            "stream_id": broken.stream_id,
+                            "version": broken.version,
+                            "reason": broken.reason,
+                        }
+                    }
+                ),
             }
         return report
 

@@ -13,10 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from crm_http.auth import DevIssuer
-from rich.console import Console
-
-from crm_cli.infra import Kafka, Postgres, provide_kafka, provide_postgres
 from crm_eventstore.keyring import new_master_key
 from crm_eventstore.provision import (
     KEYS_DATABASE,
@@ -25,8 +21,12 @@ from crm_eventstore.provision import (
     provision_keyring,
     provision_read_models,
 )
+from crm_http.auth import DevIssuer
 from crm_projections.timeline.project import TIMELINE_DDL, TIMELINE_GRANTS
 from crm_schemas.registry import SERVICES
+from rich.console import Console
+
+from crm_cli.infra import Kafka, Postgres, provide_kafka, provide_postgres
 
 console = Console()
 
@@ -147,31 +147,60 @@ def _children(p: Provisioned, kafka: Kafka, issuer: DevIssuer, master_key: str, 
     base.pop("CRM_JWKS_URL", None)
     children: list[Child] = []
     for name, target in APPS.items():
-        env = {**base, f"CRM_{name.upper()}_DATABASE_URL": p.database_urls[name],
-               "CRM_KEYS_DATABASE_URL": p.keys_urls[name]}
+        env = {
+            **base,
+            f"CRM_{name.upper()}_DATABASE_URL": p.database_urls[name],
+            "CRM_KEYS_DATABASE_URL": p.keys_urls[name],
+        }
         port = HTTP_PORTS[name]
         children.append(
             Child(
                 name,
-                [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1",
-                 "--port", str(port), "--no-access-log"],
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    target,
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ],
                 env,
                 f"http://127.0.0.1:{port}/readyz",
             )
         )
     for service in SERVICES:
         name = f"relay-{service}"
-        env = {**base, f"CRM_{service.upper()}_DATABASE_URL": p.database_urls[service],
-               "CRM_KEYS_DATABASE_URL": p.keys_urls[service], "CRM_METRICS_PORT": str(METRICS_PORTS[name])}
+        env = {
+            **base,
+            f"CRM_{service.upper()}_DATABASE_URL": p.database_urls[service],
+            "CRM_KEYS_DATABASE_URL": p.keys_urls[service],
+            "CRM_METRICS_PORT": str(METRICS_PORTS[name]),
+        }
         children.append(
-            Child(name, [sys.executable, "-m", "crm_cli.processes", "relay", service], env,
-                  f"http://127.0.0.1:{METRICS_PORTS[name]}/readyz")
+            Child(
+                name,
+                [sys.executable, "-m", "crm_cli.processes", "relay", service],
+                env,
+                f"http://127.0.0.1:{METRICS_PORTS[name]}/readyz",
+            )
         )
-    env = {**base, "CRM_PROJECTIONS_DATABASE_URL": p.database_urls["projections"],
-           "CRM_KEYS_DATABASE_URL": p.keys_urls["projections"], "CRM_METRICS_PORT": str(METRICS_PORTS["consumer"])}
+    env = {
+        **base,
+        "CRM_PROJECTIONS_DATABASE_URL": p.database_urls["projections"],
+        "CRM_KEYS_DATABASE_URL": p.keys_urls["projections"],
+        "CRM_METRICS_PORT": str(METRICS_PORTS["consumer"]),
+    }
     children.append(
-        Child("consumer", [sys.executable, "-m", "crm_cli.processes", "consume"], env,
-              f"http://127.0.0.1:{METRICS_PORTS['consumer']}/readyz")
+        Child(
+            "consumer",
+            [sys.executable, "-m", "crm_cli.processes", "consume"],
+            env,
+            f"http://127.0.0.1:{METRICS_PORTS['consumer']}/readyz",
+        )
     )
     for child in children:
         child.log = home / "logs" / f"{child.name}.log"

@@ -13,8 +13,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 import pytest_asyncio
-
-from crm_cli.infra import Kafka, Postgres, provide_kafka, provide_postgres
 from crm_eventstore.keyring import Keyring
 from crm_eventstore.provision import (
     KEYS_DATABASE,
@@ -23,6 +21,8 @@ from crm_eventstore.provision import (
     provision_keyring,
 )
 from crm_eventstore.store import PostgresEventStore, create_pool
+
+from crm_cli.infra import Kafka, Postgres, provide_kafka, provide_postgres
 
 TEST_ROLE = "crm_test_service"
 TEST_PASSWORD = "crm-test-password"  # noqa: S105 - a throwaway role on a throwaway database

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import asyncpg
 from crm_http.auth import AuthSettings, TokenVerifier
+from crm_schemas.registry import topic_for
 
 from crm_eventstore.kafka import start_producer
 from crm_eventstore.keyring import Keyring, parse_master_key
 from crm_eventstore.relay import OutboxRelay
 from crm_eventstore.settings import InfraSettings, service_database_url
 from crm_eventstore.store import PostgresEventStore, create_pool
-from crm_schemas.registry import topic_for
 
 log = logging.getLogger(__name__)
 

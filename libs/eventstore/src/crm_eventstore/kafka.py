@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
+from crm_schemas.envelope import EventEnvelope
 
 from crm_eventstore.hashing import canonical_time
-from crm_schemas.envelope import EventEnvelope
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ async def start_producer(bootstrap_servers: str, idempotence: str = "auto", clie
                 # The producer id is requested lazily; ask now so a broker without
                 # InitProducerId support is detected before the first event is sent.
                 await producer.client.bootstrap()
-                await asyncio.wait_for(producer._sender._maybe_wait_for_pid(), 10)  # noqa: SLF001
+                await asyncio.wait_for(producer._sender._maybe_wait_for_pid(), 10)
             return producer
         except (KafkaError, OSError, TimeoutError) as exc:
             last = exc
@@ -77,7 +77,7 @@ async def topic_is_empty(producer: AIOKafkaProducer, topic: str) -> bool:
         return True
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=producer.client._bootstrap_servers, enable_auto_commit=False)  # noqa: SLF001
+    consumer = AIOKafkaConsumer(bootstrap_servers=producer.client._bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]

@@ -11,10 +11,10 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from crm_schemas.personal import CIPHERTEXT_PREFIX, is_ciphertext
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from crm_eventstore.errors import KeyDestroyed
-from crm_schemas.personal import CIPHERTEXT_PREFIX, is_ciphertext
 
 KEYRING_SCHEMA = """
 CREATE TABLE IF NOT EXISTS customer_keys (
@@ -111,9 +111,7 @@ class Keyring:
             out[name] = CIPHERTEXT_PREFIX + _b64(nonce + sealed)
         return out
 
-    async def decrypt_fields(
-        self, customer_id: UUID, event_id: UUID, payload: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    async def decrypt_fields(self, customer_id: UUID, event_id: UUID, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Payload with every ciphertext field decrypted; raises KeyDestroyed after shredding."""
         out = dict(payload)
         sealed_fields = [name for name, value in out.items() if is_ciphertext(value)]

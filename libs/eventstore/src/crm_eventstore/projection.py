@@ -13,6 +13,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from crm_schemas.envelope import EventEnvelope
+from crm_schemas.registry import DEADLETTER_TOPIC
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -26,8 +28,6 @@ from crm_eventstore.metrics import (
     PROJECTION_LAG_EVENTS,
     PROJECTION_LAG_SECONDS,
 )
-from crm_schemas.envelope import EventEnvelope
-from crm_schemas.registry import DEADLETTER_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,17 @@ class ProjectionRunner(Generic[C]):
         for attempt in range(1, self.max_attempts + 1):
             try:
                 outcome = await self._apply_once(delivery, envelope)
-            except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+            except Exception as exc:
                 PROJECTION_FAILURES.labels(name).inc()
                 error = "".join(traceback.format_exception_only(exc)).strip()
-                log.warning("%s: attempt %d/%d failed for %s: %s", name, attempt, self.max_attempts,
-                            envelope.event_id, error)
+                log.warning(
+                    "%s: attempt %d/%d failed for %s: %s",
+                    name,
+                    attempt,
+                    self.max_attempts,
+                    envelope.event_id,
+                    error,
+                )
                 if attempt < self.max_attempts:
                     await self._sleep(self.backoff * 2 ** (attempt - 1))
                 continue
@@ -187,7 +193,7 @@ def deadletter_to(broker: KafkaBroker, projection: str) -> DeadLetterSink:
             try:
                 await broker.publish(delivery.value, topic=DEADLETTER_TOPIC, headers=headers)
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.error("dead-letter publish failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -221,7 +227,7 @@ def build_consumer_app(
         auto_offset_reset="earliest",
         max_records=100,
     )
-    async def on_record(body: Any, msg: KafkaMessage) -> None:  # noqa: ARG001
+    async def on_record(body: Any, msg: KafkaMessage) -> None:
         record = msg.raw_message
         assert not isinstance(record, tuple)
         delivery = to_delivery(record)

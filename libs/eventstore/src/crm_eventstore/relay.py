@@ -148,7 +148,7 @@ class OutboxRelay:
                 await asyncio.wait(
                     [waiter, stopper],
                     timeout=0.005 if blocked else self.poll_interval,
-                    return_when=asyncio.FIRST_COMPLETED
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in (waiter, stopper):
                     task.cancel()

@@ -10,14 +10,14 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from crm_schemas.base import ENVELOPE_MEMBERS, DomainEvent
+from crm_schemas.envelope import ActorRef, EventEnvelope
+from crm_schemas.registry import event_model
 
 from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
 from crm_eventstore.hashing import event_hash
 from crm_eventstore.ids import new_id
 from crm_eventstore.keyring import Keyring
-from crm_schemas.base import ENVELOPE_MEMBERS, DomainEvent
-from crm_schemas.envelope import ActorRef, EventEnvelope
-from crm_schemas.registry import event_model
 
 NO_STREAM = 0
 
@@ -402,13 +402,9 @@ async def verify_chains(pool: asyncpg.Pool) -> tuple[int, ChainBreak | None]:
             if env.version != expected_version:
                 return checked, ChainBreak(env.event_id, env.stream_id, env.version, "version gap")
             if env.prev_hash != expected_prev:
-                return checked, ChainBreak(
-                    env.event_id, env.stream_id, env.version, "prev_hash does not match"
-                )
+                return checked, ChainBreak(env.event_id, env.stream_id, env.version, "prev_hash does not match")
             recomputed = event_hash(env.model_dump())
             if recomputed != env.hash:
-                return checked, ChainBreak(
-                    env.event_id, env.stream_id, env.version, "hash does not match its contents"
-                )
+                return checked, ChainBreak(env.event_id, env.stream_id, env.version, "hash does not match its contents")
             prev = env
     return checked, None

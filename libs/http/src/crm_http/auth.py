@@ -360,9 +360,7 @@ class DevIssuer:
             claims["team"] = team
         if department is not None:
             claims["department"] = department
-        return jwt.encode(
-            claims, self._private_key, algorithm=self.algorithm, headers={"kid": self.kid, "typ": "JWT"}
-        )
+        return jwt.encode(claims, self._private_key, algorithm=self.algorithm, headers={"kid": self.kid, "typ": "JWT"})
 
 
 _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -376,9 +374,7 @@ def _load_or_create_private_key(path: Path, algorithm: Algorithm) -> _PrivateKey
         if algorithm == "ES256"
         else rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:
         # O_EXCL with mode 0600: the key is never readable by others, not even for an instant,
         # and of two processes starting together the second loads the first one's key.

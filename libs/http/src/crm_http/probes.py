@@ -88,9 +88,7 @@ class _RequestMetrics:
         finally:
             method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
             route = self.templates.template(path, scope["method"])
-            self.histogram.labels(self.service, method, route, str(status)).observe(
-                time.perf_counter() - started
-            )
+            self.histogram.labels(self.service, method, route, str(status)).observe(time.perf_counter() - started)
 
 
 @functools.cache

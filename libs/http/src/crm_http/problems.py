@@ -45,7 +45,7 @@ class FieldError:
         return member
 
 
-class Problem(Exception):  # noqa: N818 - RFC 9457 names it so
+class Problem(Exception):
     """An error that the installed handlers turn into an RFC 9457 problem+json response."""
 
     def __init__(

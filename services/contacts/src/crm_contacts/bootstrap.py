@@ -6,12 +6,12 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from crm_eventstore.host import open_store, token_verifier
 from fastapi import FastAPI
 
 from crm_contacts.app.customers import CustomerCommands
 from crm_contacts.entrypoints.http import create_app
 from crm_contacts.settings import ContactsSettings
-from crm_eventstore.host import open_store, token_verifier
 
 
 def bootstrap() -> FastAPI:

@@ -6,12 +6,11 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from crm_http.problems import install_problem_handlers
-from crm_http.probes import install_probes
-from fastapi import FastAPI
-
 from crm_eventstore.host import open_store
 from crm_eventstore.settings import InfraSettings
+from crm_http.probes import install_probes
+from crm_http.problems import install_problem_handlers
+from fastapi import FastAPI
 
 
 def bootstrap() -> FastAPI:

@@ -1,19 +1,18 @@
 """Query API of the read models (port 8000)."""
 
-
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from crm_http.auth import Actor, TokenVerifier, actor_dependency
-from crm_http.problems import install_problem_handlers, not_found, unprocessable
-from crm_http.probes import install_probes
-from fastapi import Depends, FastAPI, Header, Query
-
 from crm_eventstore.host import open_keyring, token_verifier
 from crm_eventstore.store import create_pool
+from crm_http.auth import Actor, TokenVerifier, actor_dependency
+from crm_http.probes import install_probes
+from crm_http.problems import install_problem_handlers, not_found, unprocessable
+from fastapi import Depends, FastAPI, Header, Query
+
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.queries import BadCursor, TimelineFilter, TimelineQueries
 
@@ -53,7 +52,7 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
         service: str | None = None,
-        type: str | None = None,  # noqa: A002
+        type: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         accept_language: Annotated[str | None, Header()] = None,

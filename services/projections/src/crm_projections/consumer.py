@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from faststream.kafka import KafkaBroker
-
 from crm_eventstore.host import stop_on_signals
 from crm_eventstore.kafka import ensure_topics
 from crm_eventstore.projection import ProjectionRunner, build_consumer_app, deadletter_to
 from crm_eventstore.store import create_pool
+from crm_schemas.registry import DEADLETTER_TOPIC, SERVICES, topic_for
+from faststream.kafka import KafkaBroker
+
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.project import TimelineProjection
-from crm_schemas.registry import DEADLETTER_TOPIC, SERVICES, topic_for
 
 log = logging.getLogger(__name__)
 

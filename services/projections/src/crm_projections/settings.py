@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic_settings import SettingsConfigDict
-
 from crm_eventstore.settings import InfraSettings
+from pydantic_settings import SettingsConfigDict
 
 
 class ProjectionsSettings(InfraSettings):

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
-from crm_contacts.domain.customer import Command, Customer, decide, fold, stream_id
 from crm_eventstore.store import (
     AppendResult,
     CommandContext,
@@ -14,6 +13,8 @@ from crm_eventstore.store import (
     PostgresEventStore,
     StoredResponse,
 )
+
+from crm_contacts.domain.customer import Command, Customer, decide, fold, stream_id
 
 
 class CustomerCommands:

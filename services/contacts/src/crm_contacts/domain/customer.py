@@ -8,6 +8,8 @@ from decimal import Decimal
 from typing import Literal, assert_never
 from uuid import UUID
 
+from crm_schemas.base import DomainEvent
+from crm_schemas.contacts import CustomerRegistered, PostalAddress
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm_contacts.domain.validation import (
@@ -17,8 +19,6 @@ from crm_contacts.domain.validation import (
     normalise_phone,
     normalise_postal_code,
 )
-from crm_schemas.base import DomainEvent
-from crm_schemas.contacts import CustomerRegistered, PostalAddress
 
 
 class DomainError(Exception):

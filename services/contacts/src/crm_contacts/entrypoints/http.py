@@ -1,6 +1,5 @@
 """HTTP API of the contacts service (port 8001)."""
 
-
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -8,18 +7,18 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import UUID
 
+from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
+from crm_eventstore.ids import new_id
+from crm_eventstore.store import AppendResult, CommandContext, IdempotencyClaim, StoredResponse
 from crm_http.auth import Actor, TokenVerifier, actor_dependency
-from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, unprocessable
 from crm_http.probes import install_probes
+from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, unprocessable
+from crm_schemas.envelope import ActorRef
 from fastapi import Depends, FastAPI, Header, Request, Response
 from pydantic import BaseModel
 
 from crm_contacts.app.customers import CustomerCommands
 from crm_contacts.domain.customer import DomainError, RegisterCustomer
-from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
-from crm_eventstore.ids import new_id
-from crm_eventstore.store import AppendResult, CommandContext, IdempotencyClaim, StoredResponse
-from crm_schemas.envelope import ActorRef
 
 
 class Created(BaseModel):
@@ -45,7 +44,7 @@ def _context(actor: Actor, request: Request) -> CommandContext:
     except ValueError:
         raise unprocessable("X-Correlation-ID", "must be a UUID") from None
     return CommandContext(
-        actor=ActorRef(**actor.as_envelope()),  # type: ignore[arg-type]
+        actor=ActorRef(**actor.as_envelope()),
         correlation_id=correlation_id,
         traceparent=request.headers.get("traceparent"),
     )

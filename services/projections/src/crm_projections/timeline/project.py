@@ -8,7 +8,6 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-
 from crm_schemas.envelope import EventEnvelope
 
 TIMELINE_DDL = """

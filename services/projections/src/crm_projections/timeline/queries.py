@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-
 from crm_eventstore.errors import KeyDestroyed
 from crm_eventstore.keyring import Keyring
 from crm_schemas.registry import event_model
@@ -98,7 +97,8 @@ class TimelineQueries:
                 clauses.append(f"{column} {op} ${len(args)}")
         args.append(limit + 1)
         rows = await self.pool.fetch(
-            "SELECT * FROM timeline_entries WHERE " + " AND ".join(clauses)
+            "SELECT * FROM timeline_entries WHERE "
+            + " AND ".join(clauses)
             + f" ORDER BY occurred_at DESC, event_id DESC LIMIT ${len(args)}",
             *args,
         )
