@@ -30,8 +30,17 @@ from crm_cli.infra import Kafka, Postgres, provide_kafka, provide_postgres
 
 console = Console()
 
-HTTP_PORTS = {"projections": 8000, "contacts": 8001, "deals": 8002, "support": 8003}
-METRICS_PORTS = {"relay-contacts": 9101, "relay-deals": 9102, "relay-support": 9103, "consumer": 9100}
+HTTP_PORTS = {
+    name: int(os.environ.get(f"CRM_{name.upper()}_PORT", default))
+    for name, default in {"projections": 8000, "contacts": 8001, "deals": 8002, "support": 8003}.items()
+}
+_METRICS_BASE = int(os.environ.get("CRM_METRICS_PORT_BASE", "9100"))
+METRICS_PORTS = {
+    "consumer": _METRICS_BASE,
+    "relay-contacts": _METRICS_BASE + 1,
+    "relay-deals": _METRICS_BASE + 2,
+    "relay-support": _METRICS_BASE + 3,
+}
 APPS = {
     "contacts": "crm_contacts.entrypoints.http:build_app",
     "deals": "crm_deals.bootstrap:bootstrap",

@@ -24,7 +24,7 @@ async def run() -> None:
     topics = [topic_for(s) for s in SERVICES]
     await ensure_topics(settings.kafka_bootstrap_servers, [*topics, DEADLETTER_TOPIC], settings.kafka_partitions)
     pool = await create_pool(settings.projections_database_url)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="crm-projections")
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="crm-projections", acks="all")
     timeline = TimelineProjection()
     runner = ProjectionRunner(
         pool, timeline, deadletter_to(broker, timeline.name), max_attempts=settings.projection_max_attempts
