@@ -43,3 +43,9 @@ class TreeCpu:
     def used(before: dict[int, float], after: dict[int, float]) -> float:
         """CPU seconds used between two samples."""
         return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def machine_busy() -> float:
+    """CPU seconds every core of this machine spent not idle, since boot."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
