@@ -3,8 +3,11 @@
 Provisions a throwaway event store database (and grants on the shared key database) on
 $CRM_BENCH_DATABASE_URL, else on postgresql://postgres@127.0.0.1:5432/postgres if it answers,
 else on an embedded PostgreSQL; runs concurrent writers against PostgresEventStore and prints
-figures next to the targets. Nothing is asserted. Everything it created is dropped at the end
-(unless --keep).
+figures next to the targets. Nothing is asserted. Everything the run created (database, role,
+grants, data keys) is dropped at the end unless --keep.
+
+--what-if reruns scenario A with candidate fixes applied in this process only (libs/ untouched)
+to show what each one is worth.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import platform
 import pstats
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +37,9 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
-from cpu import TreeCpu, listener_pid
+from cpu import TreeCpu, listener_pid, machine_busy
 from crm_cli.infra import Postgres, free_port, provide_postgres
+from crm_eventstore import hashing
 from crm_eventstore.hashing import event_hash
 from crm_eventstore.ids import new_id
 from crm_eventstore.keyring import Keyring
@@ -44,7 +49,13 @@ from crm_eventstore.provision import (
     provision_event_store,
     provision_keyring,
 )
-from crm_eventstore.store import CommandContext, PostgresEventStore, StreamState, create_pool
+from crm_eventstore.store import (
+    CommandContext,
+    PostgresEventStore,
+    StreamState,
+    create_pool,
+    init_connection,
+)
 from crm_schemas.contacts import CustomerRegistered
 from crm_schemas.envelope import ActorRef, EventEnvelope
 from latency import Latencies
@@ -56,7 +67,7 @@ ENV_URL = "CRM_BENCH_DATABASE_URL"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 NAME = "株式会社ベンチ商事"
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 @dataclass(frozen=True)
@@ -72,18 +83,17 @@ class Scenario:
 
 
 SCENARIOS = {
-    "A": Scenario("A", "single events, expected=StreamState (fast path)", 1, True, 3_000, 15.0),
-    "B": Scenario("B", "5-event commands, expected=StreamState", 5, True, 10_000, None),
-    "C": Scenario("C", "single events, expected=int (store reads the head)", 1, False, 3_000, 15.0),
+    "A": Scenario("A", "1 event/append, expected=StreamState", 1, True, 3_000, 15.0),
+    "B": Scenario("B", "5 events/append, expected=StreamState", 5, True, 10_000, None),
+    "C": Scenario("C", "1 event/append, expected=int", 1, False, 3_000, 15.0),
 }
 
 
 @dataclass
 class Outcome:
-    """What one scenario measured."""
+    """What one run of a scenario measured."""
 
     scenario: str
-    title: str
     writers: int
     events: int
     appends: int
@@ -91,9 +101,16 @@ class Outcome:
     seconds: float
     client_cpu_s: float
     server_cpu_s: float | None
-    latency: Latencies = field(repr=False)
+    machine_cpu_s: float
     first_append: Latencies = field(repr=False)
     later_appends: Latencies = field(repr=False)
+
+    @property
+    def latency(self) -> Latencies:
+        both = Latencies()
+        both.extend(self.first_append)
+        both.extend(self.later_appends)
+        return both
 
     @property
     def events_per_s(self) -> float:
@@ -103,20 +120,29 @@ class Outcome:
     def appends_per_s(self) -> float:
         return self.appends / self.seconds
 
+    @property
+    def other_cpu_s(self) -> float | None:
+        """CPU that neither this process nor the PostgreSQL server used (other tenants)."""
+        if self.server_cpu_s is None:
+            return None
+        return max(0.0, self.machine_cpu_s - self.client_cpu_s - self.server_cpu_s)
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
         return {
             "scenario": self.scenario,
-            "title": self.title,
             "writers": self.writers,
             "events": self.events,
             "appends": self.appends,
             "streams": self.streams,
-            "seconds": self.seconds,
-            "events_per_s": self.events_per_s,
-            "appends_per_s": self.appends_per_s,
-            "client_cpu_s": self.client_cpu_s,
-            "server_cpu_s": self.server_cpu_s,
+            "seconds": round(self.seconds, 3),
+            "events_per_s": round(self.events_per_s, 1),
+            "appends_per_s": round(self.appends_per_s, 1),
+            "client_cpu_us_per_event": round(self.client_cpu_s / self.events * 1e6, 1),
+            "server_cpu_us_per_event": None
+            if self.server_cpu_s is None
+            else round(self.server_cpu_s / self.events * 1e6, 1),
+            "other_cpu_cores": None if self.other_cpu_s is None else round(self.other_cpu_s / self.seconds, 2),
             "latency_ms": self.latency.summary(),
             "first_append_ms": self.first_append.summary(),
             "later_appends_ms": self.later_appends.summary(),
@@ -170,6 +196,14 @@ class BenchDatabase:
         keys_url = database_url(self.admin_url, KEYS_DATABASE, self.role, self.password)
         return store_url, keys_url
 
+    async def as_admin(self, sql: str) -> None:
+        """Run DDL in the benchmark database as the admin."""
+        conn = await asyncpg.connect(database_url(self.admin_url, self.name))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
     async def settings(self) -> dict[str, str]:
         """Server settings that decide commit cost."""
         conn = await asyncpg.connect(self.admin_url)
@@ -207,6 +241,98 @@ def server_cpu(admin_url: str) -> TreeCpu:
 
 
 # ------------------------------------------------------------------------------------------
+# Candidate fixes, applied in this process only (for --what-if)
+# ------------------------------------------------------------------------------------------
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    # asyncpg still rolls back an open transaction and drops client-side listeners; what this
+    # skips is the server round trip of "SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    # UNLISTEN *; RESET ALL;" on every release. The store never leaves session state behind.
+    return None
+
+
+_PLAIN = (str, int, bool, type(None))
+
+
+def _normalise_fast(value: Any) -> Any:
+    # Exact-type fast path in front of the original: same output, fewer ABC isinstance checks.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {str(k): _normalise_fast(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_normalise_fast(v) for v in value]
+    return _ORIGINAL_NORMALISE(value)
+
+
+_ORIGINAL_NORMALISE = hashing._normalise
+
+
+@contextlib.contextmanager
+def _fast_hash(enabled: bool) -> Iterator[None]:
+    if enabled:
+        hashing._normalise = _normalise_fast
+    try:
+        yield
+    finally:
+        hashing._normalise = _ORIGINAL_NORMALISE
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the store is wired for one run."""
+
+    name: str
+    keep_session: bool = False
+    no_notify: bool = False
+    fast_hash: bool = False
+
+
+PRODUCTION = Variant("as shipped")
+WHAT_IFS = (
+    PRODUCTION,
+    Variant("pool reset=no-op (no reset query on release)", keep_session=True),
+    Variant("no events_notify trigger (no NOTIFY commit lock)", no_notify=True),
+    Variant("exact-type fast path in hashing._normalise", fast_hash=True),
+    Variant("all three", keep_session=True, no_notify=True, fast_hash=True),
+)
+
+
+@contextlib.asynccontextmanager
+async def open_store(
+    db: BenchDatabase, urls: tuple[str, str], args: argparse.Namespace, variant: Variant
+) -> AsyncIterator[PostgresEventStore]:
+    """The event store wired like production (create_pool + Keyring), or as a variant says."""
+    store_url, keys_url = urls
+    # min_size = max_size for the store pool, so that no measured run pays for connecting.
+    if variant.keep_session:
+        pool = await asyncpg.create_pool(
+            store_url, min_size=args.pool_size, max_size=args.pool_size, init=init_connection, reset=_keep_session
+        )
+        keys_pool = await asyncpg.create_pool(
+            keys_url, min_size=1, max_size=args.keys_pool_size, init=init_connection, reset=_keep_session
+        )
+    else:
+        pool = await create_pool(store_url, min_size=args.pool_size, max_size=args.pool_size)
+        keys_pool = await create_pool(keys_url, min_size=1, max_size=args.keys_pool_size)
+    if variant.no_notify:
+        await db.as_admin("DROP TRIGGER IF EXISTS events_notify ON events")
+    try:
+        with _fast_hash(variant.fast_hash):
+            yield PostgresEventStore(pool, "contacts", Keyring(keys_pool, os.urandom(32)))
+    finally:
+        if variant.no_notify:
+            await db.as_admin(
+                "CREATE TRIGGER events_notify AFTER INSERT ON events"
+                " FOR EACH STATEMENT EXECUTE FUNCTION events_notify()"
+            )
+        await pool.close()
+        await keys_pool.close()
+
+
+# ------------------------------------------------------------------------------------------
 # Writers
 # ------------------------------------------------------------------------------------------
 
@@ -214,7 +340,8 @@ def server_cpu(admin_url: str) -> TreeCpu:
 def _events(customer_id: UUID, count: int) -> list[CustomerRegistered]:
     now = datetime.now(UTC)
     return [
-        CustomerRegistered(customer_id=customer_id, occurred_at=now, kind="company", name=NAME) for _ in range(count)
+        CustomerRegistered(customer_id=customer_id, occurred_at=now, kind="company", name=NAME)
+        for _ in range(count)
     ]
 
 
@@ -243,9 +370,8 @@ async def _writer(
         slot = i % streams
         head = heads[slot]
         events = _events(ids[slot], scenario.batch)
-        # A brand-new stream is always appended with expected=0 (the store reads the head);
-        # afterwards the writer passes what the previous append returned, like a handler that
-        # just loaded the stream.
+        # A new stream is appended with expected=0 (the store reads the head); after that the
+        # writer passes what the previous append returned, like a handler that just loaded it.
         expected: int | StreamState = head if scenario.pass_state and head.version else head.version
         started = time.perf_counter_ns()
         result = await store.append(f"customer-{ids[slot]}", expected, events, ctx)
@@ -267,41 +393,40 @@ async def run_scenario(
     store: PostgresEventStore,
     ctx: CommandContext,
     scenario: Scenario,
+    events: int,
     args: argparse.Namespace,
     customers: list[UUID],
     meter: TreeCpu,
-    progress: Progress | None,
+    progress: tuple[Progress, str] | None = None,
 ) -> Outcome:
     """Run one scenario's writers to completion and collect their figures."""
-    appends_per_writer = max(1, args.events // (args.writers * scenario.batch))
+    appends_per_writer = max(1, events // (args.writers * scenario.batch))
     streams_per_writer = max(1, math.ceil(appends_per_writer / args.appends_per_stream))
     first, later, counter = Latencies(), Latencies(), Counter()
-    total = appends_per_writer * args.writers * scenario.batch
     stop = asyncio.Event()
     ticker = None
     if progress is not None:
-        task = progress.add_task(f"{scenario.key}: {scenario.title}", total=total)
-        ticker = asyncio.create_task(_tick(progress, task, counter, stop))
-    server_before, cpu_before = meter.sample(), time.process_time()
+        bar, label = progress
+        task = bar.add_task(label, total=appends_per_writer * args.writers * scenario.batch)
+        ticker = asyncio.create_task(_tick(bar, task, counter, stop))
+    server_before, client_before, machine_before = meter.sample(), time.process_time(), machine_busy()
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            _writer(store, ctx, scenario, appends_per_writer, streams_per_writer, customers, first, later, counter)
+            _writer(
+                store, ctx, scenario, appends_per_writer, streams_per_writer, customers, first, later, counter
+            )
             for _ in range(args.writers)
         )
     )
     seconds = time.perf_counter() - started
-    client_cpu = time.process_time() - cpu_before
+    client_cpu, machine_cpu = time.process_time() - client_before, machine_busy() - machine_before
     server = TreeCpu.used(server_before, meter.sample()) if meter.pid else None
     stop.set()
     if ticker is not None:
         await ticker
-    everything = Latencies()
-    everything.extend(first)
-    everything.extend(later)
     return Outcome(
         scenario.key,
-        scenario.title,
         args.writers,
         counter.events,
         appends_per_writer * args.writers,
@@ -309,10 +434,16 @@ async def run_scenario(
         seconds,
         client_cpu,
         server,
-        everything,
+        machine_cpu,
         first,
         later,
     )
+
+
+def median_run(runs: list[Outcome]) -> Outcome:
+    """The run with the median throughput (the lower one of the middle two)."""
+    ordered = sorted(runs, key=lambda o: o.events_per_s)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 # ------------------------------------------------------------------------------------------
@@ -330,12 +461,11 @@ async def _mean_us(fn: Callable[[], Awaitable[object] | object], rounds: int) ->
 
 
 async def seal_breakdown(store: PostgresEventStore, ctx: CommandContext, rounds: int) -> dict[str, float]:
-    """Mean microseconds per event of each CPU step an append does before its INSERT."""
+    """Mean microseconds of each CPU step an append does per event before its INSERT."""
     customer = new_id()
     event = _events(customer, 1)[0]
     personal = event.personal_fields()
     event_id = new_id()
-    await store.keyring.encrypt_fields(customer, event_id, event.to_payload(), personal)  # cache the key
     payload = await store.keyring.encrypt_fields(customer, event_id, event.to_payload(), personal)
     now = datetime.now(UTC)
     body = {
@@ -358,20 +488,19 @@ async def seal_breakdown(store: PostgresEventStore, ctx: CommandContext, rounds:
     envelope = EventEnvelope.model_validate({**body, "hash": event_hash(body)})
     head = StreamState(1, "0" * 64)
     steps: dict[str, Callable[[], Awaitable[object] | object]] = {
-        "build CustomerRegistered": lambda: _events(customer, 1),
-        "new_id (UUIDv7)": new_id,
-        "to_payload": event.to_payload,
-        "encrypt_fields (key cached)": lambda: store.keyring.encrypt_fields(
+        "new_id() (UUIDv7)": new_id,
+        "event.to_payload()": event.to_payload,
+        "keyring.encrypt_fields, key cached (1 personal field)": lambda: store.keyring.encrypt_fields(
             customer, event_id, event.to_payload(), personal
         ),
-        "to_payload, no personal fields": lambda: store.keyring.encrypt_fields(
+        "  same call, no personal field set (to_payload + copy)": lambda: store.keyring.encrypt_fields(
             customer, event_id, event.to_payload(), frozenset()
         ),
-        "actor.model_dump": lambda: ctx.actor.model_dump(mode="json"),
-        "event_hash": lambda: event_hash(body),
+        "event_hash (canonical JSON + SHA-256)": lambda: event_hash(body),
+        "  of which hashing._normalise": lambda: hashing._normalise(body),
         "EventEnvelope.model_validate": lambda: EventEnvelope.model_validate({**body, "hash": "0" * 64}),
-        "_row (incl. actor dump)": lambda: store._row(envelope),
-        "_seal, 1 event (all of the above)": lambda: store._seal("customer-x", head, [event], ctx),
+        "PostgresEventStore._row": lambda: store._row(envelope),
+        "PostgresEventStore._seal, 1 event (all of it)": lambda: store._seal("customer-x", head, [event], ctx),
     }
     return {name: await _mean_us(fn, rounds) for name, fn in steps.items()}
 
@@ -390,8 +519,8 @@ async def round_trip_floor(pool: asyncpg.Pool, rounds: int) -> dict[str, float]:
         await pool.fetchval("SELECT 1")
         pooled.add(time.perf_counter_ns() - started)
     return {
-        "SELECT 1 on a held connection, p50 ms": held.summary()["p50"],
-        "pool.fetchval('SELECT 1') (acquire + reset on release), p50 ms": pooled.summary()["p50"],
+        "SELECT 1 on a held connection, p50": held.summary()["p50"],
+        "pool.fetchval('SELECT 1') = acquire + query + reset query on release, p50": pooled.summary()["p50"],
     }
 
 
@@ -401,24 +530,37 @@ async def round_trip_floor(pool: asyncpg.Pool, rounds: int) -> dict[str, float]:
 
 
 def _ms(value: float) -> str:
-    return "-" if math.isnan(value) else f"{value:.2f}"
+    return "-" if math.isnan(value) else f"{value:.1f}"
 
 
-def results_table(outcomes: list[Outcome]) -> Table:
-    """One row per scenario, targets alongside."""
-    table = Table(title="Append throughput and latency (ms)", show_lines=False)
-    for name in ("scenario", "events", "events/s", "appends/s", "p50", "p95", "p99", "max", "target"):
-        table.add_column(name, justify="right" if name not in ("scenario", "target") else "left")
-    table.add_column("client CPU", justify="right")
-    table.add_column("PG CPU", justify="right")
-    for o in outcomes:
-        s = SCENARIOS[o.scenario]
+def _per_event_us(cpu_s: float | None, events: int) -> str:
+    return "-" if cpu_s is None else f"{cpu_s / events * 1e6:.0f}"
+
+
+def results_table(title: str, rows: list[tuple[str, Outcome, str]]) -> Table:
+    """One row per run: throughput, latency, CPU per event, and the target alongside."""
+    table = Table(title=title)
+    columns = [
+        "run",
+        "events",
+        "events/s",
+        "appends/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "client µs/ev",
+        "PG µs/ev",
+        "other load",
+        "target",
+    ]
+    for name in columns:
+        table.add_column(name, justify="left" if name in ("run", "target") else "right")
+    for label, o, target in rows:
         lat = o.latency.summary()
-        target = f"≥ {s.target_events_per_s:,} ev/s"
-        if s.target_p99_ms is not None:
-            target += f", p99 ≤ {s.target_p99_ms:.0f} ms"
+        other = o.other_cpu_s
         table.add_row(
-            f"{o.scenario}: {o.title}",
+            label,
             f"{o.events:,}",
             f"{o.events_per_s:,.0f}",
             f"{o.appends_per_s:,.0f}",
@@ -426,20 +568,28 @@ def results_table(outcomes: list[Outcome]) -> Table:
             _ms(lat["p95"]),
             _ms(lat["p99"]),
             _ms(lat["max"]),
+            _per_event_us(o.client_cpu_s, o.events),
+            _per_event_us(o.server_cpu_s, o.events),
+            "-" if other is None else f"{other / o.seconds:.2f} cores",
             target,
-            f"{o.client_cpu_s / o.seconds:.0%}",
-            "-" if o.server_cpu_s is None else f"{o.server_cpu_s / o.seconds:.0%}",
         )
     return table
 
 
+def _target(scenario: Scenario) -> str:
+    text = f"≥ {scenario.target_events_per_s:,} ev/s"
+    if scenario.target_p99_ms is not None:
+        text += f", p99 ≤ {scenario.target_p99_ms:.0f} ms"
+    return text
+
+
 def split_table(outcomes: list[Outcome]) -> Table:
     """First append of a stream (creates the customer's data key) vs later appends."""
-    table = Table(title="First append of a stream vs later appends (ms)")
-    for name in ("scenario", "kind", "n", "p50", "p95", "p99", "max"):
-        table.add_column(name, justify="left" if name in ("scenario", "kind") else "right")
+    table = Table(title="First append of a stream (new stream + new data key) vs later appends")
+    for name in ("scenario", "appends", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"):
+        table.add_column(name, justify="left" if name in ("scenario", "appends") else "right")
     for o in outcomes:
-        for kind, lat in (("first (new data key)", o.first_append), ("later", o.later_appends)):
+        for kind, lat in (("first of a stream", o.first_append), ("later", o.later_appends)):
             summary = lat.summary()
             table.add_row(
                 o.scenario,
@@ -462,7 +612,9 @@ def machine() -> dict[str, Any]:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": model,
         "cores": os.cpu_count(),
+        "kernel": platform.release(),
         "python": platform.python_version(),
+        "asyncpg": asyncpg.__version__,
         "loadavg_1m_at_start": os.getloadavg()[0],
     }
 
@@ -474,67 +626,130 @@ def machine() -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=20_000, help="events per scenario (default 20000)")
+    parser.add_argument("--events", type=int, default=20_000, help="events per run (default 20000)")
     parser.add_argument("--writers", type=int, default=16, help="concurrent writers (default 16)")
     parser.add_argument(
-        "--appends-per-stream", type=int, default=20, help="appends to each stream before a writer moves on"
+        "--appends-per-stream", type=int, default=20, help="appends to each stream (default 20)"
     )
-    parser.add_argument("--pool-size", type=int, default=20, help="event store pool size (production: 20)")
-    parser.add_argument("--keys-pool-size", type=int, default=5, help="key database pool (production: 5)")
+    parser.add_argument("--pool-size", type=int, default=20, help="event store pool (as in production: 20)")
+    parser.add_argument("--keys-pool-size", type=int, default=5, help="key database pool (as in production: 5)")
     parser.add_argument("--scenarios", default="ABC", help="which scenarios to run, e.g. AB (default ABC)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; the median run is shown")
     parser.add_argument("--warmup", type=int, default=1_000, help="events appended before measuring")
     parser.add_argument("--breakdown-rounds", type=int, default=3_000, help="rounds of the CPU breakdown")
+    parser.add_argument("--what-if", action="store_true", help="also run scenario A with candidate fixes")
+    parser.add_argument("--what-if-events", type=int, default=10_000, help="events per what-if run")
     parser.add_argument("--profile", action="store_true", help="also run scenario A under cProfile")
     parser.add_argument("--json", type=Path, help="write the figures to this file as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database and role")
     return parser.parse_args(argv)
 
 
+def _progress() -> Progress:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=console)
+
+
 async def bench(args: argparse.Namespace, db: BenchDatabase) -> dict[str, Any]:
-    store_url, keys_url = await db.provision()
+    """Provision, run every requested measurement, print the tables; returns the figures."""
+    urls = await db.provision()
     console.print(f"database [bold]{db.name}[/bold] (role {db.role}) on {urlsplit(db.admin_url).netloc}")
-    pool = await create_pool(store_url, min_size=args.pool_size, max_size=args.pool_size)
-    keys_pool = await create_pool(keys_url, min_size=1, max_size=args.keys_pool_size)
-    store = PostgresEventStore(pool, "contacts", Keyring(keys_pool, os.urandom(32)))
     ctx = CommandContext(ActorRef(subject="bench", role="admin", team="bench", department="bench"))
     customers: list[UUID] = []
     meter = server_cpu(db.admin_url)
-    report: dict[str, Any] = {"machine": machine(), "server": await db.settings(), "args": vars(args)}
-    report["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in report["args"].items()}
+    report: dict[str, Any] = {"machine": machine(), "server": await db.settings()}
+    report["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    console.print(report["machine"], report["server"])
     try:
-        warm = argparse.Namespace(**{**vars(args), "events": args.warmup})
-        await run_scenario(store, ctx, SCENARIOS["B"], warm, customers, meter, None)
-        await run_scenario(store, ctx, SCENARIOS["A"], warm, customers, meter, None)
-        outcomes: list[Outcome] = []
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
-            for key in args.scenarios.upper():
-                outcomes.append(await run_scenario(store, ctx, SCENARIOS[key], args, customers, meter, progress))
-        console.print(results_table(outcomes))
-        console.print(split_table(outcomes))
-        console.print(
-            "client CPU = this benchmark process (100% = one core); PG CPU = postmaster + backends"
-            f" (this machine has {os.cpu_count()} cores)."
-        )
-        floor = await round_trip_floor(pool, 2_000)
-        breakdown = await seal_breakdown(store, ctx, args.breakdown_rounds)
-        table = Table(title="Per-event client CPU before the INSERT (µs, mean) and the wire floor")
-        table.add_column("step")
-        table.add_column("value", justify="right")
-        for name, us in breakdown.items():
-            table.add_row(name, f"{us:.1f} µs")
-        for name, ms in floor.items():
-            table.add_row(name, f"{ms:.3f} ms")
-        console.print(table)
-        report |= {"outcomes": [o.as_dict() for o in outcomes], "seal_us": breakdown, "floor_ms": floor}
-        if args.profile:
-            report["profile"] = await profile(store, ctx, args, customers, meter)
+        async with open_store(db, urls, args, PRODUCTION) as store:
+            for key in "BA":
+                await run_scenario(store, ctx, SCENARIOS[key], args.warmup, args, customers, meter)
+            runs: dict[str, list[Outcome]] = {key: [] for key in args.scenarios.upper()}
+            with _progress() as bar:
+                # Interleaved, so that a noisy neighbour hurts every scenario alike.
+                for round_no in range(1, args.repeat + 1):
+                    for key in runs:
+                        label = f"{key}: {SCENARIOS[key].title} (run {round_no}/{args.repeat})"
+                        outcome = await run_scenario(
+                            store, ctx, SCENARIOS[key], args.events, args, customers, meter, (bar, label)
+                        )
+                        runs[key].append(outcome)
+            shown = {key: median_run(outcomes) for key, outcomes in runs.items()}
+            console.print(
+                results_table(
+                    f"Append throughput and latency, {args.writers} writers (median of {args.repeat} runs)",
+                    [(f"{k}: {SCENARIOS[k].title}", o, _target(SCENARIOS[k])) for k, o in shown.items()],
+                )
+            )
+            console.print(split_table(list(shown.values())))
+            console.print(
+                "client µs/ev = CPU of this process per event; PG µs/ev = CPU of the postmaster and its"
+                " backends per event; other load = cores busy with anything else during the run"
+                f" (this machine has {os.cpu_count()} cores)."
+            )
+            floor = await round_trip_floor(store.pool, 2_000)
+            breakdown = await seal_breakdown(store, ctx, args.breakdown_rounds)
+            table = Table(title="Client CPU per event before the INSERT (mean), and the wire floor")
+            table.add_column("step")
+            table.add_column("time", justify="right")
+            for name, us in breakdown.items():
+                table.add_row(name, f"{us:.1f} µs")
+            for name, ms in floor.items():
+                table.add_row(name, f"{ms:.3f} ms")
+            console.print(table)
+            report |= {
+                "median": {k: o.as_dict() for k, o in shown.items()},
+                "runs": {k: [o.as_dict() for o in v] for k, v in runs.items()},
+                "seal_us": breakdown,
+                "floor_ms": floor,
+            }
+            if args.profile:
+                report["profile"] = await profile(store, ctx, args, customers, meter)
+        if args.what_if:
+            report["what_if"] = await what_if(db, urls, args, ctx, customers, meter)
     finally:
-        await pool.close()
-        await keys_pool.close()
         if not args.keep:
             await db.drop(customers)
     return report
+
+
+async def what_if(
+    db: BenchDatabase,
+    urls: tuple[str, str],
+    args: argparse.Namespace,
+    ctx: CommandContext,
+    customers: list[UUID],
+    meter: TreeCpu,
+) -> dict[str, Any]:
+    """Scenario A with each candidate fix, interleaved rounds; median run of each shown."""
+    runs: dict[str, list[Outcome]] = {v.name: [] for v in WHAT_IFS}
+    with _progress() as bar:
+        for round_no in range(1, args.repeat + 1):
+            for variant in WHAT_IFS:
+                async with open_store(db, urls, args, variant) as store:
+                    await run_scenario(store, ctx, SCENARIOS["A"], args.warmup, args, customers, meter)
+                    label = f"what-if A: {variant.name} (run {round_no}/{args.repeat})"
+                    runs[variant.name].append(
+                        await run_scenario(
+                            store, ctx, SCENARIOS["A"], args.what_if_events, args, customers, meter, (bar, label)
+                        )
+                    )
+    shown = {name: median_run(outcomes) for name, outcomes in runs.items()}
+    console.print(
+        results_table(
+            f"What if: scenario A with candidate fixes applied in-process (median of {args.repeat} runs)",
+            [(name, o, _target(SCENARIOS["A"])) for name, o in shown.items()],
+        )
+    )
+    base = statistics.median(o.events_per_s for o in runs[PRODUCTION.name])
+    for name, outcomes in runs.items():
+        rates = ", ".join(f"{o.events_per_s:,.0f}" for o in outcomes)
+        gain = statistics.median(o.events_per_s for o in outcomes) / base - 1
+        console.print(f"  {name}: events/s per run {rates} ({gain:+.0%} vs as shipped)")
+    return {
+        "median": {name: o.as_dict() for name, o in shown.items()},
+        "runs": {name: [o.as_dict() for o in v] for name, v in runs.items()},
+    }
 
 
 async def profile(
@@ -544,14 +759,15 @@ async def profile(
     customers: list[UUID],
     meter: TreeCpu,
 ) -> str:
-    """Scenario A under cProfile; prints and returns the top functions by own time."""
+    """Scenario A under cProfile; prints and returns the top functions by own and cumulative time."""
     profiler = cProfile.Profile()
     profiler.enable()
-    outcome = await run_scenario(store, ctx, SCENARIOS["A"], args, customers, meter, None)
+    outcome = await run_scenario(store, ctx, SCENARIOS["A"], args.events, args, customers, meter)
     profiler.disable()
     out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out).strip_dirs().sort_stats("tottime")
-    stats.print_stats(25)
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
     console.print(f"[bold]cProfile of scenario A[/bold] ({outcome.events_per_s:,.0f} events/s under the profiler)")
     console.print(out.getvalue(), markup=False, highlight=False)
     return out.getvalue()

@@ -11,8 +11,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from faststream.kafka import KafkaBroker
-
 from crm_cli.infra import Kafka
 from crm_cli.testing import TEST_PASSWORD, TEST_ROLE
 from crm_eventstore.ids import new_id
@@ -28,6 +26,7 @@ from crm_eventstore.provision import provision_read_models
 from crm_eventstore.store import PostgresEventStore, create_pool
 from crm_schemas.envelope import EventEnvelope
 from crm_schemas.registry import DEADLETTER_TOPIC
+from faststream.kafka import KafkaBroker
 
 from .builders import context, registered
 

@@ -148,3 +148,7 @@ def home() -> None:
     from crm_cli.stack import crm_home
 
     typer.echo(str(crm_home()))
+
+
+if __name__ == "__main__":
+    app()

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Literal, assert_never
 from uuid import UUID
 
 from crm_schemas.base import DomainEvent
 from crm_schemas.contacts import CustomerRegistered, PostalAddress
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from crm_contacts.domain.validation import (
     PREFECTURES,
-    corporate_number_is_valid,
+    normalise_corporate_number,
     normalise_email,
     normalise_phone,
     normalise_postal_code,
 )
+
+
+# Birth dates are calendar dates in Japan: "today" is the date in JST (UTC+9, no DST), so a
+# baby born on 2 April registered at 01:00 JST (16:00 UTC on 1 April) is not "born in the future".
+JST = timezone(timedelta(hours=9), "JST")
+
+COMPANY_ONLY = ("corporate_number", "capital", "employee_count", "fiscal_month", "representative")
+PERSON_ONLY = ("birth_date", "gender", "occupation")
 
 
 class DomainError(Exception):
@@ -86,9 +94,7 @@ class RegisterCustomer(BaseModel):
     @field_validator("corporate_number")
     @classmethod
     def _corporate_number(cls, v: str | None) -> str | None:
-        if v is not None and not corporate_number_is_valid(v):
-            raise ValueError("法人番号 must be 13 digits with a valid check digit")
-        return v
+        return None if v is None else normalise_corporate_number(v)
 
     @field_validator("phone")
     @classmethod
@@ -100,15 +106,17 @@ class RegisterCustomer(BaseModel):
     def _email(cls, v: str | None) -> str | None:
         return None if v is None else normalise_email(v)
 
-    @model_validator(mode="after")
-    def _fields_fit_kind(self) -> RegisterCustomer:
-        company_only = ("corporate_number", "capital", "employee_count", "fiscal_month", "representative")
-        person_only = ("birth_date", "gender", "occupation")
-        wrong = person_only if self.kind == "company" else company_only
-        for name in wrong:
-            if getattr(self, name) is not None:
-                raise ValueError(f"{name} does not apply to a {self.kind}")
-        return self
+    @field_validator(*COMPANY_ONLY, *PERSON_ONLY)
+    @classmethod
+    def _fits_kind(cls, v: object, info: ValidationInfo) -> object:
+        # A field validator, not a model validator, so the error is located at the field
+        # (`birth_date`), not at the whole body. `kind` is declared first, so it is in info.data
+        # whenever it was valid.
+        kind = info.data.get("kind")
+        wrong = PERSON_ONLY if kind == "company" else COMPANY_ONLY if kind == "person" else ()
+        if v is not None and info.field_name in wrong:
+            raise ValueError(f"{info.field_name} does not apply to a {kind}")
+        return v
 
 
 Command = RegisterCustomer
@@ -132,7 +140,7 @@ def decide(command: Command, state: Customer, now: datetime) -> list[DomainEvent
         case RegisterCustomer() if state.registered:
             raise CustomerAlreadyExists(f"customer {state.id} is already registered", field="id")
         case RegisterCustomer():
-            if command.birth_date is not None and command.birth_date > now.date():
+            if command.birth_date is not None and command.birth_date > now.astimezone(JST).date():
                 raise DomainError("birth date is in the future", field="birth_date")
             fields = command.model_dump(exclude={"address", "capital"})
             return [

@@ -60,17 +60,26 @@ PREFECTURES = frozenset(
     ]
 )
 
-_POSTAL = re.compile(r"^\d{3}-?\d{4}$")
+# [0-9], not \d: \d also matches other scripts' digits (e.g. Devanagari), which NFKC keeps.
+_POSTAL = re.compile(r"^[0-9]{3}-?[0-9]{4}$")
 _KANA = re.compile(r"^[\u30A0-\u30FF\u3040-\u309F\u30FC\uFF65-\uFF9F\s・ー（）()]+$")
 
 
 def corporate_number_is_valid(number: str) -> bool:
     """法人番号: 13 digits whose first digit is 9 - (Σ Pn·Qn mod 9) over the other twelve."""
-    if not re.fullmatch(r"\d{13}", number):
+    if not re.fullmatch(r"[0-9]{13}", number):
         return False
     base = number[1:]
     total = sum(int(d) * (1 if n % 2 else 2) for n, d in enumerate(reversed(base), start=1))
     return int(number[0]) == 9 - total % 9
+
+
+def normalise_corporate_number(raw: str) -> str:
+    """法人番号 in half-width digits (full-width accepted); ValueError unless it passes the check digit."""
+    number = unicodedata.normalize("NFKC", raw).strip()
+    if not corporate_number_is_valid(number):
+        raise ValueError("法人番号 must be 13 digits with a valid check digit")
+    return number
 
 
 def normalise_phone(raw: str) -> str:
