@@ -45,7 +45,7 @@ def company_body(**overrides: Any) -> dict[str, Any]:
         "industry": "卸売業",
         "address": {"postal_code": "１００－０００１", "prefecture": "東京都", "city": "千代田区", "street": "千代田1-1"},
         "phone": "03-1234-5678",
-        "email": "Info@ABC-Shoji.CO.JP",
+        "email": "Sales.Desk@ABC-Shoji.CO.JP",
         "url": "https://abc-shoji.example.co.jp/",
         "capital": "10000000",
         "employee_count": 120,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from uuid import UUID
 
@@ -35,8 +36,14 @@ from .builders import (
 )
 
 
-def when(command: RegisterCustomer, given: list[DomainEvent] = (), *, at: datetime = NOW, customer_id: UUID | None = None) -> list[DomainEvent]:  # type: ignore[assignment]
-    """Decide `command` on the customer that `given` events built."""
+def when(
+    command: RegisterCustomer,
+    given: Sequence[DomainEvent] = (),
+    *,
+    at: datetime = NOW,
+    customer_id: UUID | None = None,
+) -> list[DomainEvent]:
+    """Decide `command` on the customer that the `given` events built."""
     cid = customer_id or (given[0].customer_id if given else new_id())
     return decide(command, fold(cid, list(given)), at)
 
@@ -63,7 +70,7 @@ def test_registering_a_company_emits_exactly_one_customer_registered_with_normal
     assert event.kind == "company"
     assert event.name == "株式会社ABC商事"
     assert event.phone == "+81312345678"
-    assert event.email == "Info@abc-shoji.co.jp"  # domain lower-cased, local part kept
+    assert event.email == "Sales.Desk@abc-shoji.co.jp"  # domain lower-cased, local part kept
     assert event.address == PostalAddress(postal_code="100-0001", prefecture="東京都", city="千代田区", street="千代田1-1")
     assert event.capital == "10000000"
     assert event.fiscal_month == 3
