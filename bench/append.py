@@ -340,8 +340,7 @@ async def open_store(
 def _events(customer_id: UUID, count: int) -> list[CustomerRegistered]:
     now = datetime.now(UTC)
     return [
-        CustomerRegistered(customer_id=customer_id, occurred_at=now, kind="company", name=NAME)
-        for _ in range(count)
+        CustomerRegistered(customer_id=customer_id, occurred_at=now, kind="company", name=NAME) for _ in range(count)
     ]
 
 
@@ -413,9 +412,7 @@ async def run_scenario(
     started = time.perf_counter()
     await asyncio.gather(
         *(
-            _writer(
-                store, ctx, scenario, appends_per_writer, streams_per_writer, customers, first, later, counter
-            )
+            _writer(store, ctx, scenario, appends_per_writer, streams_per_writer, customers, first, later, counter)
             for _ in range(args.writers)
         )
     )
@@ -628,9 +625,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000, help="events per run (default 20000)")
     parser.add_argument("--writers", type=int, default=16, help="concurrent writers (default 16)")
-    parser.add_argument(
-        "--appends-per-stream", type=int, default=20, help="appends to each stream (default 20)"
-    )
+    parser.add_argument("--appends-per-stream", type=int, default=20, help="appends to each stream (default 20)")
     parser.add_argument("--pool-size", type=int, default=20, help="event store pool (as in production: 20)")
     parser.add_argument("--keys-pool-size", type=int, default=5, help="key database pool (as in production: 5)")
     parser.add_argument("--scenarios", default="ABC", help="which scenarios to run, e.g. AB (default ABC)")

@@ -43,7 +43,12 @@ def company_body(**overrides: Any) -> dict[str, Any]:
         "name_kana": "カブシキガイシャエービーシーショウジ",
         "corporate_number": corporate_number(),
         "industry": "卸売業",
-        "address": {"postal_code": "１００－０００１", "prefecture": "東京都", "city": "千代田区", "street": "千代田1-1"},
+        "address": {
+            "postal_code": "１００－０００１",
+            "prefecture": "東京都",
+            "city": "千代田区",
+            "street": "千代田1-1",
+        },
         "phone": "03-1234-5678",
         "email": "Sales.Desk@ABC-Shoji.CO.JP",
         "url": "https://abc-shoji.example.co.jp/",
@@ -95,4 +100,3 @@ def registered(
         name=name,
         **fields,
     )
-

@@ -71,7 +71,9 @@ def test_registering_a_company_emits_exactly_one_customer_registered_with_normal
     assert event.name == "株式会社ABC商事"
     assert event.phone == "+81312345678"
     assert event.email == "Sales.Desk@abc-shoji.co.jp"  # domain lower-cased, local part kept
-    assert event.address == PostalAddress(postal_code="100-0001", prefecture="東京都", city="千代田区", street="千代田1-1")
+    assert event.address == PostalAddress(
+        postal_code="100-0001", prefecture="東京都", city="千代田区", street="千代田1-1"
+    )
     assert event.capital == "10000000"
     assert event.fiscal_month == 3
     assert event.birth_date is None
@@ -220,7 +222,9 @@ def test_an_unknown_prefecture_is_rejected(prefecture: str) -> None:
 
 def test_an_unknown_field_is_rejected() -> None:
     assert rejected_fields(company_body(nickname="ABC")) == ["nickname"]
-    assert rejected_fields(company_body(address={"prefecture": "東京都", "building": "ABCビル"})) == ["address.building"]
+    assert rejected_fields(company_body(address={"prefecture": "東京都", "building": "ABCビル"})) == [
+        "address.building"
+    ]
 
 
 @pytest.mark.parametrize("email", ["not-an-email", "taro@", "taro@localhost", "taro@@example.com"])

@@ -20,7 +20,6 @@ from crm_contacts.domain.validation import (
     normalise_postal_code,
 )
 
-
 # Birth dates are calendar dates in Japan: "today" is the date in JST (UTC+9, no DST), so a
 # baby born on 2 April registered at 01:00 JST (16:00 UTC on 1 April) is not "born in the future".
 JST = timezone(timedelta(hours=9), "JST")

@@ -1,0 +1,528 @@
+"""Command → visible in the customer timeline, through the whole local stack: `python bench/e2e.py --help`.
+
+Starts `crm up`'s stack (crm_cli.stack.start) in a temporary CRM_HOME with embedded PostgreSQL and
+tansu on free ports (the HTTP ports 8000-8003 and metrics ports 9100-9103 are fixed: if anything
+listens there the benchmark says who and stops). Then sends POST /customers open-loop at a fixed
+rate (each send on its own timetable slot, never waiting for the previous one) with an
+X-Correlation-ID per command, while a separate watcher process polls the projections database
+every ~2 ms and notes when each correlation id first appears in timeline_entries.
+Latency = first appearance − send. Prints figures next to the targets; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as MpEvent
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+import psutil
+from cpu import TreeCpu, listener_pid, machine_busy
+from crm_cli import stack as local_stack
+from crm_cli.infra import free_port
+from crm_eventstore.provision import database_url
+from latency import Latencies
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+TARGET_P50_MS = 15.0
+TARGET_P99_MS = 50.0
+FIXED_PORTS = {
+    **{f"http {name}": port for name, port in local_stack.HTTP_PORTS.items()},
+    **{f"metrics {name}": port for name, port in local_stack.METRICS_PORTS.items()},
+}
+# Variables that would point the stack at someone else's servers instead of its own.
+REDIRECTS = (
+    "CRM_DATABASE_URL",
+    "CRM_KAFKA_BOOTSTRAP_SERVERS",
+    "CRM_KEYS_DATABASE_URL",
+    "CRM_CONTACTS_DATABASE_URL",
+    "CRM_DEALS_DATABASE_URL",
+    "CRM_SUPPORT_DATABASE_URL",
+    "CRM_PROJECTIONS_DATABASE_URL",
+)
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+
+# ------------------------------------------------------------------------------------------
+# The watcher: a process of its own, so that the load generator never delays an observation
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """When a command's event first showed up in the timeline, and its timestamps on the way."""
+
+    seen_mono_ns: int
+    seen_wall_ns: int
+    recorded_at_ns: int
+    consumer_tx_ns: int
+
+
+_NEW_ROWS = (
+    "SELECT t.seq, t.correlation_id, t.recorded_at, p.processed_at FROM timeline_entries t"
+    " JOIN processed_events p ON p.projection = 'timeline' AND p.event_id = t.event_id"
+    " WHERE t.seq > $1 ORDER BY t.seq"
+)
+# Identity values are taken at insert time but become visible at commit, so a row may appear
+# behind a higher seq already seen; looking back this many values (and skipping rows already
+# seen) catches those.
+_LOOKBACK = 64
+
+
+def _epoch_ns(value: datetime) -> int:
+    return int(value.timestamp() * 1e9)
+
+
+async def _watch(
+    dsn: str, interval: float, stop: MpEvent, ready: MpEvent, seen_count: Synchronized[int], out: mp.Queue[Any]
+) -> None:
+    conn = await asyncpg.connect(dsn)
+    sightings: dict[UUID, Sighting] = {}
+    seen_seq: set[int] = set()
+    high = 0
+    polls = 0
+    poll_ns = 0
+    try:
+        ready.set()
+        while not stop.is_set():
+            started = time.monotonic_ns()
+            rows = await conn.fetch(_NEW_ROWS, high - _LOOKBACK)
+            now_mono, now_wall = time.monotonic_ns(), time.time_ns()
+            polls += 1
+            poll_ns += now_mono - started
+            for row in rows:
+                if row["seq"] in seen_seq:
+                    continue
+                seen_seq.add(row["seq"])
+                high = max(high, row["seq"])
+                sightings.setdefault(
+                    row["correlation_id"],
+                    Sighting(now_mono, now_wall, _epoch_ns(row["recorded_at"]), _epoch_ns(row["processed_at"])),
+                )
+            seen_count.value = len(seen_seq)
+            await asyncio.sleep(interval)
+    finally:
+        await conn.close()
+        out.put({"sightings": sightings, "polls": polls, "poll_ns": poll_ns})
+
+
+def watch(
+    dsn: str, interval: float, stop: MpEvent, ready: MpEvent, seen_count: Synchronized[int], out: mp.Queue[Any]
+) -> None:
+    """Watcher process main: poll for new timeline rows until stop is set, then report."""
+    asyncio.run(_watch(dsn, interval, stop, ready, seen_count, out))
+
+
+# ------------------------------------------------------------------------------------------
+# The load generator
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Command:
+    """One POST /customers: when it was due, sent and answered."""
+
+    correlation_id: UUID
+    due_ns: int
+    sent_ns: int = 0
+    sent_wall_ns: int = 0
+    done_ns: int = 0
+    status: int = 0
+    error: str = ""
+
+
+@dataclass
+class Load:
+    """Every command of one phase."""
+
+    commands: list[Command] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[Command]:
+        return [c for c in self.commands if c.status == 201]
+
+
+async def _send(client: httpx.AsyncClient, token: str, command: Command, index: int) -> None:
+    headers = {"Authorization": f"Bearer {token}", "X-Correlation-ID": str(command.correlation_id)}
+    body = {"kind": "company", "name": f"株式会社ベンチ{index:06d}"}
+    command.sent_wall_ns = time.time_ns()
+    command.sent_ns = time.monotonic_ns()
+    try:
+        response = await client.post("/customers", json=body, headers=headers)
+        command.status = response.status_code
+        if response.status_code != 201:
+            command.error = response.text[:200]
+    except httpx.HTTPError as exc:
+        command.error = repr(exc)
+    command.done_ns = time.monotonic_ns()
+
+
+async def drive(
+    client: httpx.AsyncClient,
+    token: str,
+    rate: float,
+    count: int,
+    progress: tuple[Progress, Any] | None = None,
+) -> Load:
+    """Send `count` commands at `rate` per second on a fixed timetable (open loop)."""
+    load = Load()
+    period_ns = int(1e9 / rate)
+    start = time.monotonic_ns() + 20_000_000
+    tasks: set[asyncio.Task[None]] = set()
+    for i in range(count):
+        command = Command(uuid4(), start + i * period_ns)
+        load.commands.append(command)
+        delay = (command.due_ns - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(_send(client, token, command, i))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        if progress is not None and i % 20 == 0:
+            progress[0].update(progress[1], completed=i + 1)
+    if tasks:
+        await asyncio.gather(*tasks)
+    if progress is not None:
+        progress[0].update(progress[1], completed=count)
+    return load
+
+
+async def wait_visible(seen: Synchronized[int], expected: int, timeout: float, progress: Any = None) -> bool:
+    """Wait until the watcher has seen `expected` rows (or the timeout passes)."""
+    deadline = time.monotonic() + timeout
+    while seen.value < expected:
+        if progress is not None:
+            progress[0].update(progress[1], completed=seen.value)
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    if progress is not None:
+        progress[0].update(progress[1], completed=seen.value)
+    return True
+
+
+# ------------------------------------------------------------------------------------------
+# The stack
+# ------------------------------------------------------------------------------------------
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def taken_ports() -> list[str]:
+    """The fixed ports of the stack that something already listens on, with who."""
+    taken = []
+    for name, port in FIXED_PORTS.items():
+        if _port_in_use(port):
+            pid = listener_pid(port)
+            who = "unknown process"
+            if pid is not None:
+                with contextlib.suppress(psutil.Error):
+                    who = f"pid {pid}: {' '.join(psutil.Process(pid).cmdline())[:120]}"
+            taken.append(f"{port} ({name}) is taken by {who}")
+    return taken
+
+
+def component_meters(stack: local_stack.Stack, pg_port: int, kafka_port: int) -> dict[str, TreeCpu]:
+    """A CPU meter per component of the running stack."""
+    meters = {child.name: TreeCpu(child.proc.pid if child.proc else None) for child in stack.children}
+    meters["postgres (all databases)"] = TreeCpu(listener_pid(pg_port))
+    meters["tansu (Kafka)"] = TreeCpu(listener_pid(kafka_port))
+    return meters
+
+
+# ------------------------------------------------------------------------------------------
+# Figures
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """Everything the main phase measured."""
+
+    commands: int
+    ok: int
+    errors: dict[str, int]
+    send_window_s: float
+    http: Latencies
+    schedule_lag: Latencies
+    visible: Latencies
+    not_visible: int
+    to_recorded: Latencies
+    recorded_to_consumer: Latencies
+    consumer_to_visible: Latencies
+    cpu_cores: dict[str, float]
+    watcher_polls_per_s: float
+    watcher_poll_ms: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready figures."""
+        return {
+            "commands": self.commands,
+            "ok": self.ok,
+            "errors": self.errors,
+            "achieved_rate_per_s": round(self.commands / self.send_window_s, 1),
+            "http_ms": self.http.summary(),
+            "schedule_lag_ms": self.schedule_lag.summary(),
+            "visible_ms": self.visible.summary(),
+            "not_visible": self.not_visible,
+            "stages_ms": {
+                "send_to_recorded_at": self.to_recorded.summary(),
+                "recorded_at_to_consumer_tx": self.recorded_to_consumer.summary(),
+                "consumer_tx_to_seen": self.consumer_to_visible.summary(),
+            },
+            "cpu_cores": {k: round(v, 3) for k, v in self.cpu_cores.items()},
+            "watcher_polls_per_s": round(self.watcher_polls_per_s, 1),
+            "watcher_poll_ms": round(self.watcher_poll_ms, 3),
+        }
+
+
+def figures(
+    load: Load, watched: dict[str, Any], cpu_cores: dict[str, float], watch_seconds: float
+) -> Figures:
+    """Join what was sent with what the watcher saw."""
+    sightings: dict[UUID, Sighting] = watched["sightings"]
+    http, lag, visible = Latencies(), Latencies(), Latencies()
+    to_recorded, to_consumer, to_seen = Latencies(), Latencies(), Latencies()
+    errors: dict[str, int] = {}
+    not_visible = 0
+    for c in load.commands:
+        lag.add(max(0, c.sent_ns - c.due_ns))
+        if c.status != 201:
+            key = f"{c.status or 'no response'}: {c.error[:80]}"
+            errors[key] = errors.get(key, 0) + 1
+            continue
+        http.add(c.done_ns - c.sent_ns)
+        seen = sightings.get(c.correlation_id)
+        if seen is None:
+            not_visible += 1
+            continue
+        visible.add(seen.seen_mono_ns - c.sent_ns)
+        to_recorded.add(max(0, seen.recorded_at_ns - c.sent_wall_ns))
+        to_consumer.add(max(0, seen.consumer_tx_ns - seen.recorded_at_ns))
+        to_seen.add(max(0, seen.seen_wall_ns - seen.consumer_tx_ns))
+    first, last = load.commands[0].sent_ns, load.commands[-1].sent_ns
+    window = max(1e-9, (last - first) / 1e9) * len(load.commands) / max(1, len(load.commands) - 1)
+    polls = watched["polls"]
+    return Figures(
+        len(load.commands),
+        len(load.ok),
+        errors,
+        window,
+        http,
+        lag,
+        visible,
+        not_visible,
+        to_recorded,
+        to_consumer,
+        to_seen,
+        cpu_cores,
+        polls / watch_seconds if watch_seconds else 0.0,
+        watched["poll_ns"] / polls / 1e6 if polls else 0.0,
+    )
+
+
+def _row(name: str, lat: Latencies, target: str = "") -> list[str]:
+    s = lat.summary()
+    return [name, f"{len(lat):,}", *(f"{s[k]:.1f}" for k in ("p50", "p95", "p99", "max")), target]
+
+
+def print_figures(f: Figures, rate: float) -> None:
+    """The tables of the main phase."""
+    table = Table(title=f"Command → visible in timeline_entries, {rate:.0f} commands/s open loop (ms)")
+    for name in ("measure", "n", "p50", "p95", "p99", "max", "target"):
+        table.add_column(name, justify="left" if name in ("measure", "target") else "right")
+    table.add_row(
+        *_row("send → visible (watcher)", f.visible, f"p50 ≤ {TARGET_P50_MS:.0f}, p99 ≤ {TARGET_P99_MS:.0f}")
+    )
+    table.add_row(*_row("HTTP POST /customers (send → 201)", f.http))
+    table.add_row(*_row("  stage: send → recorded_at (contacts)", f.to_recorded))
+    table.add_row(*_row("  stage: recorded_at → consumer tx start", f.recorded_to_consumer))
+    table.add_row(*_row("  stage: consumer tx start → seen", f.consumer_to_visible))
+    table.add_row(*_row("schedule lag (sent − due)", f.schedule_lag))
+    console.print(table)
+    console.print(
+        f"commands: {f.commands:,} sent at {f.commands / f.send_window_s:,.1f}/s (asked {rate:.0f}/s),"
+        f" {f.ok:,} answered 201, {f.not_visible:,} of those never seen; errors: {f.errors or 'none'}"
+    )
+    console.print(
+        f"watcher: {f.watcher_polls_per_s:,.0f} polls/s, {f.watcher_poll_ms:.2f} ms per poll"
+        " (stage times use wall clocks of processes on this one machine)"
+    )
+    cpu = Table(title="CPU during the measured window (cores; this machine has " f"{os.cpu_count()})")
+    cpu.add_column("component")
+    cpu.add_column("cores", justify="right")
+    for name, cores in sorted(f.cpu_cores.items(), key=lambda kv: -kv[1]):
+        cpu.add_row(name, f"{cores:.2f}")
+    console.print(cpu)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_1m_at_start": os.getloadavg()[0],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200.0, help="commands per second (default 200)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the measured phase (default 30)")
+    parser.add_argument("--warmup", type=int, default=200, help="commands sent (at 50/s) before measuring")
+    parser.add_argument("--poll-ms", type=float, default=2.0, help="watcher poll interval (default 2 ms)")
+    parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the last events")
+    parser.add_argument("--json", type=Path, help="write the figures to this file as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary CRM_HOME (logs, data)")
+    return parser.parse_args(argv)
+
+
+async def measure(
+    args: argparse.Namespace, home: Path, stack: local_stack.Stack, pg_port: int, kafka_port: int
+) -> dict[str, Any]:
+    """Warm up, run the measured phase, and return the figures."""
+    token = (home / "dev-token").read_text().strip()
+    endpoints = json.loads((home / "endpoints.json").read_text())
+    projections_url = endpoints["database_urls"]["projections"]
+    # timeline_entries has no index on seq; without one every 2 ms poll would scan the table.
+    admin = await asyncpg.connect(database_url(endpoints["admin_database_url"], "crm_projections"))
+    try:
+        await admin.execute("CREATE INDEX IF NOT EXISTS bench_timeline_seq ON timeline_entries (seq)")
+    finally:
+        await admin.close()
+
+    ctx = mp.get_context("spawn")
+    stop, ready, seen = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
+    out: mp.Queue[Any] = ctx.Queue()
+    watcher = ctx.Process(
+        target=watch, args=(projections_url, args.poll_ms / 1000, stop, ready, seen, out), name="watcher"
+    )
+    watcher.start()
+    meters = component_meters(stack, pg_port, kafka_port)
+    meters["watcher (this benchmark)"] = TreeCpu(watcher.pid)
+    count = int(args.rate * args.seconds)
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    try:
+        while not ready.wait(0.1):
+            if not watcher.is_alive():
+                raise RuntimeError("the watcher process died before it was ready")
+        async with httpx.AsyncClient(
+            base_url=endpoints["services"]["contacts"], limits=limits, timeout=30.0
+        ) as client:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=console) as bar:
+                warm_sent = bar.add_task("warm-up: sent", total=args.warmup)
+                warm = await drive(client, token, 50.0, args.warmup, (bar, warm_sent))
+                warm_seen = bar.add_task("warm-up: visible", total=len(warm.ok))
+                if not await wait_visible(seen, len(warm.ok), 120.0, (bar, warm_seen)):
+                    console.print(f"[red]warm-up: only {seen.value} of {len(warm.ok)} events became visible")
+                sent_task = bar.add_task(f"measured: sent at {args.rate:.0f}/s", total=count)
+                seen_task = bar.add_task("measured: visible", total=count)
+                before = {name: m.sample() for name, m in meters.items()}
+                client_before, machine_before, started = time.process_time(), machine_busy(), time.monotonic()
+                base = seen.value
+                sender = asyncio.create_task(drive(client, token, args.rate, count, (bar, sent_task)))
+                while not sender.done():
+                    bar.update(seen_task, completed=seen.value - base)
+                    await asyncio.sleep(0.1)
+                load = sender.result()
+                await wait_visible(seen, base + len(load.ok), args.drain)
+                bar.update(seen_task, completed=seen.value - base)
+                window = time.monotonic() - started
+                cpu = {name: TreeCpu.used(before[name], m.sample()) / window for name, m in meters.items()}
+                cpu["load generator (this benchmark)"] = (time.process_time() - client_before) / window
+                cpu["everything else on the machine"] = max(
+                    0.0, (machine_busy() - machine_before) / window - sum(cpu.values())
+                )
+    finally:
+        stop.set()
+    try:
+        watched = out.get(timeout=30)
+    except queue.Empty:
+        watched = {"sightings": {}, "polls": 0, "poll_ns": 0}
+    watcher.join(10)
+    result = figures(load, watched, cpu, window)
+    print_figures(result, args.rate)
+    return {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, **result.as_dict()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    taken = taken_ports()
+    if taken:
+        console.print("[red]The stack's fixed ports are in use; not starting it:[/red]")
+        for line in taken:
+            console.print(f"  {line}")
+        raise SystemExit(2)
+    for name in REDIRECTS:
+        if os.environ.pop(name, None) is not None:
+            console.print(f"ignoring ${name}: this benchmark runs its own stack")
+    home = Path(tempfile.mkdtemp(prefix="crm-bench-e2e-"))
+    pg_port, kafka_port = free_port(), free_port()
+    os.environ |= {
+        "CRM_HOME": str(home),
+        "CRM_PG_PORT": str(pg_port),
+        "CRM_KAFKA_PORT": str(kafka_port),
+        "CRM_INFRA_NO_DOCKER": "1",
+    }
+    started = time.monotonic()
+    stack = local_stack.start(home)
+    console.print(f"stack up in {time.monotonic() - started:.1f}s (CRM_HOME {home})")
+    try:
+        report = asyncio.run(measure(args, home, stack, pg_port, kafka_port))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+            console.print(f"figures written to {args.json}")
+    finally:
+        stack.stop()
+        if args.keep:
+            console.print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
