@@ -305,9 +305,7 @@ class Figures:
         }
 
 
-def figures(
-    load: Load, watched: dict[str, Any], cpu_cores: dict[str, float], watch_seconds: float
-) -> Figures:
+def figures(load: Load, watched: dict[str, Any], cpu_cores: dict[str, float], watch_seconds: float) -> Figures:
     """Join what was sent with what the watcher saw."""
     sightings: dict[UUID, Sighting] = watched["sightings"]
     http, lag, visible = Latencies(), Latencies(), Latencies()
@@ -360,9 +358,7 @@ def print_figures(f: Figures, rate: float) -> None:
     table = Table(title=f"Command → visible in timeline_entries, {rate:.0f} commands/s open loop (ms)")
     for name in ("measure", "n", "p50", "p95", "p99", "max", "target"):
         table.add_column(name, justify="left" if name in ("measure", "target") else "right")
-    table.add_row(
-        *_row("send → visible (watcher)", f.visible, f"p50 ≤ {TARGET_P50_MS:.0f}, p99 ≤ {TARGET_P99_MS:.0f}")
-    )
+    table.add_row(*_row("send → visible (watcher)", f.visible, f"p50 ≤ {TARGET_P50_MS:.0f}, p99 ≤ {TARGET_P99_MS:.0f}"))
     table.add_row(*_row("HTTP POST /customers (send → 201)", f.http))
     table.add_row(*_row("  stage: send → recorded_at (contacts)", f.to_recorded))
     table.add_row(*_row("  stage: recorded_at → consumer tx start", f.recorded_to_consumer))
@@ -377,7 +373,7 @@ def print_figures(f: Figures, rate: float) -> None:
         f"watcher: {f.watcher_polls_per_s:,.0f} polls/s, {f.watcher_poll_ms:.2f} ms per poll"
         " (stage times use wall clocks of processes on this one machine)"
     )
-    cpu = Table(title="CPU during the measured window (cores; this machine has " f"{os.cpu_count()})")
+    cpu = Table(title=f"CPU during the measured window (cores; this machine has {os.cpu_count()})")
     cpu.add_column("component")
     cpu.add_column("cores", justify="right")
     for name, cores in sorted(f.cpu_cores.items(), key=lambda kv: -kv[1]):
@@ -449,9 +445,7 @@ async def measure(
         while not ready.wait(0.1):
             if not watcher.is_alive():
                 raise RuntimeError("the watcher process died before it was ready")
-        async with httpx.AsyncClient(
-            base_url=endpoints["services"]["contacts"], limits=limits, timeout=30.0
-        ) as client:
+        async with httpx.AsyncClient(base_url=endpoints["services"]["contacts"], limits=limits, timeout=30.0) as client:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=console) as bar:
                 warm_sent = bar.add_task("warm-up: sent", total=args.warmup)

@@ -143,6 +143,29 @@ def audit_verify(
 
 
 @app.command()
+def migrate(
+    target: Annotated[str, typer.Argument(help="contacts, deals, support, projections or keys")],
+    database_url: Annotated[str, typer.Option(envvar="CRM_MIGRATE_DATABASE_URL", help="Owner URL of the database")],
+    role: Annotated[
+        list[str], typer.Option(help="Runtime role(s) to grant; default crm_<target> (keys: every service role)")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
+) -> None:
+    """Apply a database's schema and grants; safe to run twice (the Kubernetes migration Job runs this)."""
+    from crm_eventstore.provision import migrate_event_store, migrate_keyring, migrate_read_models
+    from crm_projections.timeline.project import TIMELINE_DDL, TIMELINE_GRANTS
+
+    if target in SERVICES:
+        asyncio.run(migrate_event_store(database_url, (role or [f"crm_{target}"])[0]))
+    elif target == "projections":
+        asyncio.run(migrate_read_models(database_url, (role or ["crm_projections"])[0], TIMELINE_DDL, TIMELINE_GRANTS))
+    elif target == "keys":
+        asyncio.run(migrate_keyring(database_url, role or [f"crm_{s}" for s in [*SERVICES, "projections"]]))
+    else:
+        raise typer.BadParameter(f"unknown target {target!r}")
+    console.print(f"migrated {target}")
+
+
+@app.command()
 def home() -> None:
     """Print $CRM_HOME."""
     from crm_cli.stack import crm_home

@@ -110,3 +110,45 @@ async def provision_read_models(
         + role_grants.format(role=_ident(role)),
     )
     return database_url(admin_url, database, role, password)
+
+
+async def migrate_event_store(owner_url: str, role: str) -> None:
+    """Apply the event store DDL and runtime-role grants to an existing database (idempotent)."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(7242001)")
+        await conn.execute(EVENT_STORE_DDL + f"GRANT USAGE ON SCHEMA public TO {_ident(role)};" + grants(role))
+    finally:
+        await conn.close()
+
+
+async def migrate_read_models(owner_url: str, role: str, ddl: str, role_grants: str) -> None:
+    """Apply the projection runtime and read-model DDL and grants to an existing database (idempotent)."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(7242001)")
+        await conn.execute(
+            PROJECTION_RUNTIME_DDL
+            + ddl
+            + f"GRANT USAGE ON SCHEMA public TO {_ident(role)};"
+            + f" GRANT SELECT, INSERT, UPDATE ON processed_events, projection_positions TO {_ident(role)};"
+            + role_grants.format(role=_ident(role))
+        )
+    finally:
+        await conn.close()
+
+
+async def migrate_keyring(owner_url: str, roles: list[str]) -> None:
+    """Apply the keyring DDL and grants to an existing key database (idempotent)."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(7242001)")
+        statements = [KEYRING_SCHEMA]
+        for role in roles:
+            statements.append(
+                f"GRANT USAGE ON SCHEMA public TO {_ident(role)};"
+                f" GRANT SELECT, INSERT, UPDATE ON customer_keys TO {_ident(role)};"
+            )
+        await conn.execute("\n".join(statements))
+    finally:
+        await conn.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from datetime import UTC, datetime
 
 import asyncpg
@@ -45,6 +46,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
+        self.standby = False
 
     async def position(self) -> tuple[int, int]:
         """The last global position acknowledged by the broker."""
@@ -132,9 +134,19 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until stop is set, woken by NOTIFY with a polling fallback."""
-        await self._reset_if_broker_lost_data()
         listener: asyncpg.Connection = await self.store.pool.acquire()
         try:
+            # Exactly one active publisher per service: replicas queue on a session-level
+            # advisory lock and take over when the holder's connection goes away.
+            key = zlib.crc32(f"crm-relay:{self.name}".encode())
+            while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                self.standby = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                if stop.is_set():
+                    return
+            self.standby = False
+            await self._reset_if_broker_lost_data()
             await listener.add_listener("crm_events", self._on_notify)
             self.ready.set()
             while not stop.is_set():
