@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
-from cpu import TreeCpu, listener_pid, machine_busy
+from cpu import TreeCpu, listener_pid, machine_busy, wait_quiet
 from crm_cli.infra import Postgres, free_port, provide_postgres
 from crm_eventstore import hashing
 from crm_eventstore.hashing import event_hash
@@ -402,6 +402,9 @@ async def run_scenario(
     appends_per_writer = max(1, events // (args.writers * scenario.batch))
     streams_per_writer = max(1, math.ceil(appends_per_writer / args.appends_per_stream))
     first, later, counter = Latencies(), Latencies(), Counter()
+    if progress is not None:
+        # Other tenants of a small machine move these figures more than anything we change.
+        await wait_quiet(args.quiet_cores, args.quiet_timeout)
     stop = asyncio.Event()
     ticker = None
     if progress is not None:
@@ -448,17 +451,22 @@ def median_run(runs: list[Outcome]) -> Outcome:
 # ------------------------------------------------------------------------------------------
 
 
-async def _mean_us(fn: Callable[[], Awaitable[object] | object], rounds: int) -> float:
-    started = time.perf_counter_ns()
-    for _ in range(rounds):
-        out = fn()
-        if asyncio.iscoroutine(out):
-            await out
-    return (time.perf_counter_ns() - started) / rounds / 1e3
+async def _mean_us(fn: Callable[[], Awaitable[object] | object], rounds: int, batches: int = 5) -> float:
+    # The best of a few batches: a neighbour's burst inflates a batch, never deflates one.
+    best = math.inf
+    per_batch = max(1, rounds // batches)
+    for _ in range(batches):
+        started = time.perf_counter_ns()
+        for _ in range(per_batch):
+            out = fn()
+            if asyncio.iscoroutine(out):
+                await out
+        best = min(best, (time.perf_counter_ns() - started) / per_batch / 1e3)
+    return best
 
 
 async def seal_breakdown(store: PostgresEventStore, ctx: CommandContext, rounds: int) -> dict[str, float]:
-    """Mean microseconds of each CPU step an append does per event before its INSERT."""
+    """Microseconds of each CPU step an append does per event before its INSERT."""
     customer = new_id()
     event = _events(customer, 1)[0]
     personal = event.personal_fields()
@@ -632,6 +640,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; the median run is shown")
     parser.add_argument("--warmup", type=int, default=1_000, help="events appended before measuring")
     parser.add_argument("--breakdown-rounds", type=int, default=3_000, help="rounds of the CPU breakdown")
+    parser.add_argument(
+        "--quiet-cores", type=float, default=0.3, help="before each run, wait until other load is below this"
+    )
+    parser.add_argument("--quiet-timeout", type=float, default=60.0, help="...but no longer than this (s)")
     parser.add_argument("--what-if", action="store_true", help="also run scenario A with candidate fixes")
     parser.add_argument("--what-if-events", type=int, default=10_000, help="events per what-if run")
     parser.add_argument("--profile", action="store_true", help="also run scenario A under cProfile")
@@ -684,7 +696,7 @@ async def bench(args: argparse.Namespace, db: BenchDatabase) -> dict[str, Any]:
             )
             floor = await round_trip_floor(store.pool, 2_000)
             breakdown = await seal_breakdown(store, ctx, args.breakdown_rounds)
-            table = Table(title="Client CPU per event before the INSERT (mean), and the wire floor")
+            table = Table(title="Client CPU per event before the INSERT (best batch mean), and the wire floor")
             table.add_column("step")
             table.add_column("time", justify="right")
             for name, us in breakdown.items():

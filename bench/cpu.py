@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 
 import psutil
 
@@ -49,3 +51,14 @@ def machine_busy() -> float:
     """CPU seconds every core of this machine spent not idle, since boot."""
     t = psutil.cpu_times()
     return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+async def wait_quiet(max_cores: float, timeout: float, window: float = 1.0) -> float:
+    """Wait (up to timeout) until the machine was nearly idle for a window; returns the load last seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        before = machine_busy()
+        await asyncio.sleep(window)
+        cores = (machine_busy() - before) / window
+        if cores <= max_cores or time.monotonic() > deadline:
+            return cores

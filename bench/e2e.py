@@ -272,6 +272,8 @@ class Figures:
     ok: int
     errors: dict[str, int]
     send_window_s: float
+    answered_rate: float
+    visible_rate: float
     http: Latencies
     schedule_lag: Latencies
     visible: Latencies
@@ -289,7 +291,9 @@ class Figures:
             "commands": self.commands,
             "ok": self.ok,
             "errors": self.errors,
-            "achieved_rate_per_s": round(self.commands / self.send_window_s, 1),
+            "sent_rate_per_s": round(self.commands / self.send_window_s, 1),
+            "answered_201_rate_per_s": round(self.answered_rate, 1),
+            "visible_rate_per_s": round(self.visible_rate, 1),
             "http_ms": self.http.summary(),
             "schedule_lag_ms": self.schedule_lag.summary(),
             "visible_ms": self.visible.summary(),
@@ -300,6 +304,9 @@ class Figures:
                 "consumer_tx_to_seen": self.consumer_to_visible.summary(),
             },
             "cpu_cores": {k: round(v, 3) for k, v in self.cpu_cores.items()},
+            "cpu_ms_per_command": {k: round(v * 1e3 / self.visible_rate, 2) for k, v in self.cpu_cores.items()}
+            if self.visible_rate
+            else {},
             "watcher_polls_per_s": round(self.watcher_polls_per_s, 1),
             "watcher_poll_ms": round(self.watcher_poll_ms, 3),
         }
@@ -329,12 +336,18 @@ def figures(load: Load, watched: dict[str, Any], cpu_cores: dict[str, float], wa
         to_seen.add(max(0, seen.seen_wall_ns - seen.consumer_tx_ns))
     first, last = load.commands[0].sent_ns, load.commands[-1].sent_ns
     window = max(1e-9, (last - first) / 1e9) * len(load.commands) / max(1, len(load.commands) - 1)
+    answered = [c.done_ns for c in load.commands if c.status == 201]
+    seen_at = [sightings[c.correlation_id].seen_mono_ns for c in load.ok if c.correlation_id in sightings]
+    answered_rate = len(answered) / max(1e-9, (max(answered, default=first) - first) / 1e9)
+    visible_rate = len(seen_at) / max(1e-9, (max(seen_at, default=first) - first) / 1e9)
     polls = watched["polls"]
     return Figures(
         len(load.commands),
         len(load.ok),
         errors,
         window,
+        answered_rate,
+        visible_rate,
         http,
         lag,
         visible,
@@ -366,18 +379,21 @@ def print_figures(f: Figures, rate: float) -> None:
     table.add_row(*_row("schedule lag (sent − due)", f.schedule_lag))
     console.print(table)
     console.print(
-        f"commands: {f.commands:,} sent at {f.commands / f.send_window_s:,.1f}/s (asked {rate:.0f}/s),"
-        f" {f.ok:,} answered 201, {f.not_visible:,} of those never seen; errors: {f.errors or 'none'}"
+        f"commands: {f.commands:,} sent at {f.commands / f.send_window_s:,.1f}/s (asked {rate:.0f}/s);"
+        f" {f.ok:,} answered 201 at {f.answered_rate:,.1f}/s; visible at {f.visible_rate:,.1f}/s;"
+        f" {f.not_visible:,} never seen; errors: {f.errors or 'none'}"
     )
     console.print(
         f"watcher: {f.watcher_polls_per_s:,.0f} polls/s, {f.watcher_poll_ms:.2f} ms per poll"
         " (stage times use wall clocks of processes on this one machine)"
     )
-    cpu = Table(title=f"CPU during the measured window (cores; this machine has {os.cpu_count()})")
+    cpu = Table(title=f"CPU from the first send until the last event was seen ({os.cpu_count()} cores)")
     cpu.add_column("component")
     cpu.add_column("cores", justify="right")
+    cpu.add_column("CPU ms per command", justify="right")
     for name, cores in sorted(f.cpu_cores.items(), key=lambda kv: -kv[1]):
-        cpu.add_row(name, f"{cores:.2f}")
+        per = f"{cores * 1e3 / f.visible_rate:.2f}" if f.visible_rate else "-"
+        cpu.add_row(name, f"{cores:.2f}", per)
     console.print(cpu)
 
 
@@ -410,7 +426,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the measured phase (default 30)")
     parser.add_argument("--warmup", type=int, default=200, help="commands sent (at 50/s) before measuring")
     parser.add_argument("--poll-ms", type=float, default=2.0, help="watcher poll interval (default 2 ms)")
-    parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the last events")
+    parser.add_argument("--drain", type=float, default=180.0, help="seconds to wait for the last events")
     parser.add_argument("--json", type=Path, help="write the figures to this file as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary CRM_HOME (logs, data)")
     return parser.parse_args(argv)
@@ -440,7 +456,9 @@ async def measure(
     meters = component_meters(stack, pg_port, kafka_port)
     meters["watcher (this benchmark)"] = TreeCpu(watcher.pid)
     count = int(args.rate * args.seconds)
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout, so that a send never
+    # races the server closing the connection it picked.
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512, keepalive_expiry=2.0)
     try:
         while not ready.wait(0.1):
             if not watcher.is_alive():

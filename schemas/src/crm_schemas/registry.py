@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 from crm_schemas.base import DomainEvent
-from crm_schemas.contacts import CustomerRegistered
+from crm_schemas import contacts
 
 SERVICES: tuple[str, ...] = ("contacts", "deals", "support")
 
 DEADLETTER_TOPIC = "crm.deadletter.v1"
 
+
+def _events_of(module: object) -> list[type[DomainEvent]]:
+    return [
+        value
+        for value in vars(module).values()
+        if isinstance(value, type)
+        and issubclass(value, DomainEvent)
+        and "type" in value.model_fields
+        and isinstance(value.model_fields["type"].default, str)
+    ]
+
+
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
-    model.model_fields["type"].default: model for model in (CustomerRegistered,)
+    model.model_fields["type"].default: model for model in _events_of(contacts)
 }
 
 

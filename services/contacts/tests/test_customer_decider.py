@@ -8,7 +8,6 @@ from uuid import UUID
 
 import pytest
 from crm_contacts.domain.customer import (
-    Customer,
     CustomerAlreadyExists,
     DomainError,
     RegisterCustomer,
@@ -116,9 +115,14 @@ def test_postal_codes_are_stored_as_nnn_nnnn_from_full_or_half_width_digits(writ
 def test_a_registered_customer_folds_to_version_one_with_its_name() -> None:
     event = registered(name="株式会社テスト")
     state = fold(event.customer_id, [event])
-    assert state == Customer(
-        id=event.customer_id, registered=True, kind="company", name="株式会社テスト", name_kana=None, version=1
+    assert (state.registered, state.kind, state.name, state.name_kana, state.version) == (
+        True,
+        "company",
+        "株式会社テスト",
+        None,
+        1,
     )
+    assert state.id == event.customer_id
 
 
 def test_second_registration_of_the_same_customer_is_rejected() -> None:
