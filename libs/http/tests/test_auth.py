@@ -28,7 +28,10 @@ from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
-NOW = datetime.now(UTC)
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
 
 ClientFor = Callable[[FastAPI], httpx.AsyncClient]
 
@@ -67,9 +70,9 @@ def claims(**overrides: Any) -> dict[str, Any]:
         "aud": "crm",
         "sub": "user-1",
         "role": "sales",
-        "iat": int(NOW.timestamp()),
-        "nbf": int(NOW.timestamp()),
-        "exp": int((NOW + timedelta(hours=1)).timestamp()),
+        "iat": int(_now().timestamp()),
+        "nbf": int(_now().timestamp()),
+        "exp": int((_now() + timedelta(hours=1)).timestamp()),
     }
     base.update(overrides)
     return {name: value for name, value in base.items() if value is not None}
@@ -212,7 +215,7 @@ async def test_token_without_an_audience_is_refused(app: FastAPI, client_for: Cl
 
 
 async def test_expired_token_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
-    token = issuer.issue("user-1", "sales", ttl=timedelta(hours=1), now=NOW - timedelta(hours=2))
+    token = issuer.issue("user-1", "sales", ttl=timedelta(hours=1), now=_now() - timedelta(hours=2))
 
     async with client_for(app) as client:
         await assert_refused(client, token, "The token has expired.")
@@ -221,7 +224,7 @@ async def test_expired_token_is_refused(app: FastAPI, client_for: ClientFor, iss
 async def test_token_expired_within_the_leeway_is_accepted(
     app: FastAPI, client_for: ClientFor, issuer: DevIssuer
 ) -> None:
-    token = issuer.issue("user-1", "sales", ttl=timedelta(hours=1), now=NOW - timedelta(hours=1, seconds=10))
+    token = issuer.issue("user-1", "sales", ttl=timedelta(hours=1), now=_now() - timedelta(hours=1, seconds=10))
 
     async with client_for(app) as client:
         response = await get_me(client, token)
@@ -235,7 +238,7 @@ async def test_token_without_an_expiry_is_refused(app: FastAPI, client_for: Clie
 
 
 async def test_token_not_valid_yet_is_refused(app: FastAPI, client_for: ClientFor, issuer: DevIssuer) -> None:
-    token = issuer.issue("user-1", "sales", now=NOW + timedelta(minutes=10))
+    token = issuer.issue("user-1", "sales", now=_now() + timedelta(minutes=10))
 
     async with client_for(app) as client:
         await assert_refused(client, token, "The token is not valid yet.")

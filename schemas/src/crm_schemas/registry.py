@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from crm_schemas.base import DomainEvent
 from crm_schemas import contacts
+from crm_schemas.base import DomainEvent
 
 SERVICES: tuple[str, ...] = ("contacts", "deals", "support")
 
