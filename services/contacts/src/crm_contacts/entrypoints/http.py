@@ -1,10 +1,9 @@
-"""HTTP API of the contacts service (port 8001)."""
+"""HTTP API of the contacts service (port 8001): one endpoint per command, plus reads."""
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from datetime import UTC, datetime
+from typing import Annotated, Any, Protocol
 from uuid import UUID
 
 from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
@@ -12,20 +11,62 @@ from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, CommandContext, IdempotencyClaim, StoredResponse
 from crm_http.auth import Actor, TokenVerifier, actor_dependency
 from crm_http.probes import install_probes
-from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, unprocessable
+from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, problem_type, unprocessable
 from crm_schemas.envelope import ActorRef
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from pydantic import BaseModel
 
 from crm_contacts.app.customers import CustomerCommands
-from crm_contacts.domain.customer import DomainError, RegisterCustomer
+from crm_contacts.domain.commands import (
+    AddContactPerson,
+    ChangeAddress,
+    ChangeContactPersonDetails,
+    ChangeContactPersonTitle,
+    ChangeDecisionRole,
+    ChangeEmail,
+    ChangeInterests,
+    ChangePhone,
+    ChangeProfile,
+    ChangeRank,
+    ChangeTags,
+    ContactPersonLeaves,
+    JoinCampaign,
+    MergeCustomer,
+    MoveContactPerson,
+    RecordConsent,
+    RegisterCustomer,
+    RenameCustomer,
+    SetPaymentTerms,
+    UnmergeCustomer,
+)
+from crm_contacts.domain.customer import (
+    Command,
+    Customer,
+    CustomerWasMerged,
+    DomainError,
+    ForPerson,
+    decide,
+    fold,
+)
 
 
-class Created(BaseModel):
-    """A new customer's id and stream version."""
+class Accepted(BaseModel):
+    """The customer's id and stream version after a command."""
 
     id: UUID
     version: int
+
+
+class Candidates(Protocol):
+    """Duplicate detection, as the HTTP layer needs it."""
+
+    async def candidates_for(self, customer: Customer, min_score: float = 0.8, limit: int = 10) -> list[Any]:
+        """Likely duplicates of a customer."""
+        ...
+
+    async def duplicates(self, min_score: float = 0.8, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """Candidate pairs, best first."""
+        ...
 
 
 def _claim(actor: Actor, key: str | None, request: Request, body: Any) -> IdempotencyClaim | None:
@@ -50,21 +91,71 @@ def _context(actor: Actor, request: Request) -> CommandContext:
     )
 
 
+def _expected(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise unprocessable("If-Match", 'must be the ETag of the customer, e.g. "3"')
+    return int(text)
+
+
 def _domain_problem(error: DomainError) -> Problem:
+    if isinstance(error, CustomerWasMerged):
+        survivor = error.extra.get("survivor_id")
+        return Problem(
+            409,
+            "Conflict",
+            str(error),
+            type=problem_type("customer-merged"),
+            extra={"survivor_id": survivor, "survivor": f"/customers/{survivor}"},
+        )
+    if error.status == 404:
+        return not_found(str(error))
     if error.status == 409:
         return conflict(str(error))
     return unprocessable(error.field or "body", str(error))
 
 
-def create_app(commands: CustomerCommands | None, verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
+def customer_view(state: Customer) -> dict[str, Any]:
+    """The write-side state of a customer as JSON."""
+    return {
+        "id": str(state.id),
+        "kind": state.kind,
+        **state.profile,
+        "external_id": state.external_id,
+        "tags": sorted(state.tags),
+        "interests": sorted(state.interests),
+        "campaigns": list(state.campaigns),
+        "consents": [
+            {"channel": ch, "purpose": pu, "granted": c.granted, "source": c.source, "at": c.at.isoformat()}
+            for (ch, pu), c in sorted(state.consents.items())
+        ],
+        "contacts": [p.as_dict() for p in state.persons.values()],
+        "merged_into": str(state.merged_into) if state.merged_into else None,
+        "merged": [str(a) for a in state.merges],
+        "version": state.version,
+    }
+
+
+def create_app(
+    commands: CustomerCommands | None,
+    verifier: TokenVerifier,
+    lifespan: Any = None,
+    directory: Candidates | None = None,
+) -> FastAPI:
     """The contacts FastAPI app; `commands` may be bound later via app.state.commands."""
     app = FastAPI(
         title="CRM contacts service",
         version="1.0.0",
-        description="Customer master commands. Every command needs a bearer JWT.",
+        description=(
+            "Customer master commands. Every request needs a bearer JWT. `If-Match` carries the expected "
+            "version (a stale one gets 409 with `current_version`); `Idempotency-Key` makes retries safe."
+        ),
         lifespan=lifespan,
     )
     app.state.commands = commands
+    app.state.directory = directory
     install_problem_handlers(app)
 
     async def database_ready() -> None:
@@ -72,62 +163,210 @@ def create_app(commands: CustomerCommands | None, verifier: TokenVerifier, lifes
 
     install_probes(app, "contacts", {"database": database_ready})
     current_actor = actor_dependency(verifier)
+    CurrentActor = Annotated[Actor, Depends(current_actor)]  # noqa: N806
+    IfMatch = Annotated[str | None, Header(alias="If-Match")]  # noqa: N806
+    IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
 
-    @app.post("/customers", status_code=201, response_model=Created)
-    async def register_customer(
-        body: RegisterCustomer,
+    async def run(
+        customer_id: UUID,
+        command: Command | MergeCustomer | UnmergeCustomer,
+        body: BaseModel,
+        actor: Actor,
         request: Request,
         response: Response,
-        actor: Annotated[Actor, Depends(current_actor)],
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-    ) -> Any:
-        """Register a company or a person; emits contacts.CustomerRegistered."""
-        commands: CustomerCommands = app.state.commands
+        if_match: str | None,
+        idempotency_key: str | None,
+        status: int = 200,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        service: CustomerCommands = app.state.commands
         claim = _claim(actor, idempotency_key, request, body.model_dump(mode="json"))
-        customer_id = new_id()
+        computed: dict[str, Any] = dict(extra or {})
 
         def respond(result: AppendResult) -> StoredResponse:
-            return StoredResponse(201, {"id": str(customer_id), "version": result.version})
+            return StoredResponse(status, {"id": str(customer_id), "version": result.version, **computed})
 
         try:
-            result = await commands.handle(
-                customer_id, body, _context(actor, request), idempotency=claim, respond=respond
-            )
+            if isinstance(command, MergeCustomer | UnmergeCustomer):
+                outcome = await service.merge(
+                    customer_id,
+                    command,
+                    _context(actor, request),
+                    expected_version=_expected(if_match),
+                    idempotency=claim,
+                    respond=respond,
+                )
+            else:
+                outcome = await service.execute(
+                    customer_id,
+                    command,
+                    _context(actor, request),
+                    expected_version=_expected(if_match),
+                    idempotency=claim,
+                    respond=respond,
+                )
         except DomainError as error:
             raise _domain_problem(error) from None
         except IdempotencyKeyReused as error:
             raise unprocessable("Idempotency-Key", str(error)) from None
-        stored = result.replayed or respond(result)
-        response.status_code = stored.status_code
-        response.headers["Location"] = f"/customers/{stored.body['id']}"
-        response.headers["ETag"] = f'"{stored.body["version"]}"'
-        if result.replayed is not None:
+        stored = outcome.result.replayed
+        if stored is None:
+            stored = respond(outcome.result)
+        else:
             response.headers["Idempotent-Replayed"] = "true"
+        response.status_code = stored.status_code
+        response.headers["ETag"] = f'"{stored.body["version"]}"'
         return stored.body
-
-    @app.get("/customers/{customer_id}")
-    async def get_customer(
-        customer_id: UUID, response: Response, actor: Annotated[Actor, Depends(current_actor)]
-    ) -> dict[str, Any]:
-        """Current write-side state of a customer, with its version as ETag."""
-        commands: CustomerCommands = app.state.commands
-        state = await commands.load(customer_id)
-        if not state.registered:
-            raise not_found(f"customer {customer_id} does not exist")
-        response.headers["ETag"] = f'"{state.version}"'
-        return {
-            "id": str(state.id),
-            "kind": state.kind,
-            "name": state.name,
-            "name_kana": state.name_kana,
-            "version": state.version,
-        }
 
     @app.exception_handler(WrongExpectedVersion)
     async def _stale(request: Request, exc: WrongExpectedVersion) -> Response:
         return conflict(str(exc), current_version=exc.current).to_response()
 
+    @app.post("/customers", status_code=201)
+    async def register_customer(
+        body: RegisterCustomer,
+        request: Request,
+        response: Response,
+        actor: CurrentActor,
+        idempotency_key: IdemKey = None,
+    ) -> dict[str, Any]:
+        """Register a company or a person; emits contacts.CustomerRegistered; lists possible duplicates."""
+        customer_id = new_id()
+        found: list[Any] = []
+        finder: Candidates | None = app.state.directory
+        if finder is not None:
+            # Candidates are looked up for the customer as it will be once registered; a replayed
+            # request answers the candidates stored with its first response.
+            try:
+                preview = fold(customer_id, decide(body, Customer(id=customer_id), datetime.now(UTC)))
+            except DomainError as error:
+                raise _domain_problem(error) from None
+            found = [_jsonable(c) for c in await finder.candidates_for(preview)]
+        extras = {"possible_duplicates": found}
+        result = await run(customer_id, body, body, actor, request, response, None, idempotency_key, 201, extras)
+        response.headers["Location"] = f"/customers/{result['id']}"
+        return result
+
+    @app.get("/customers/{customer_id}")
+    async def get_customer(customer_id: UUID, response: Response, actor: CurrentActor) -> dict[str, Any]:
+        """Current write-side state of a customer, with its version as ETag (merged ids stay resolvable)."""
+        service: CustomerCommands = app.state.commands
+        state = await service.load(customer_id)
+        if not state.registered:
+            raise not_found(f"customer {customer_id} does not exist")
+        response.headers["ETag"] = f'"{state.version}"'
+        return customer_view(state)
+
+    @app.get("/duplicates")
+    async def list_duplicates(
+        actor: CurrentActor,
+        min_score: Annotated[float, Query(ge=0, le=1)] = 0.8,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """Candidate duplicate pairs (名寄せ), highest score first, with the reasons they match."""
+        finder: Candidates | None = app.state.directory
+        if finder is None:
+            return {"items": [], "next_cursor": None}
+        try:
+            return await finder.duplicates(min_score=min_score, limit=limit, cursor=cursor)
+        except ValueError:
+            raise unprocessable("cursor", "cursor is not valid") from None
+
+    def command_endpoint(path: str, model: type[BaseModel], summary: str) -> None:
+        async def endpoint(
+            customer_id: UUID,
+            body: model,  # type: ignore[valid-type]
+            request: Request,
+            response: Response,
+            actor: CurrentActor,
+            if_match: IfMatch = None,
+            idempotency_key: IdemKey = None,
+        ) -> dict[str, Any]:
+            return await run(customer_id, body, body, actor, request, response, if_match, idempotency_key)
+
+        endpoint.__doc__ = summary
+        app.post(path, response_model=Accepted, name=path.rsplit("/", 1)[-1], summary=summary)(endpoint)
+
+    command_endpoint("/customers/{customer_id}/rename", RenameCustomer, "Rename (CustomerRenamed)")
+    command_endpoint("/customers/{customer_id}/address", ChangeAddress, "Change address (CustomerAddressChanged)")
+    command_endpoint("/customers/{customer_id}/phone", ChangePhone, "Change phone (CustomerPhoneChanged)")
+    command_endpoint("/customers/{customer_id}/email", ChangeEmail, "Change e-mail (CustomerEmailChanged)")
+    command_endpoint(
+        "/customers/{customer_id}/profile", ChangeProfile, "Change profile fields (one specific event per field)"
+    )
+    command_endpoint("/customers/{customer_id}/rank", ChangeRank, "Change rank (CustomerRankChanged)")
+    command_endpoint("/customers/{customer_id}/tags", ChangeTags, "Add/remove tags (CustomerTagged/Untagged)")
+    command_endpoint(
+        "/customers/{customer_id}/interests", ChangeInterests, "Add/remove interests (MarketingInterestAdded/Removed)"
+    )
+    command_endpoint("/customers/{customer_id}/campaigns", JoinCampaign, "Join a campaign (CampaignJoined)")
+    command_endpoint(
+        "/customers/{customer_id}/consents", RecordConsent, "Grant or withdraw consent (ConsentGranted/Withdrawn)"
+    )
+    command_endpoint("/customers/{customer_id}/payment-terms", SetPaymentTerms, "Set payment terms (PaymentTermsSet)")
+    command_endpoint(
+        "/customers/{customer_id}/merge", MergeCustomer, "Merge a duplicate into this customer (CustomersMerged)"
+    )
+    command_endpoint("/customers/{customer_id}/unmerge", UnmergeCustomer, "Reverse a merge (CustomersUnmerged)")
+
+    @app.post("/customers/{customer_id}/contacts", status_code=201)
+    async def add_contact_person(
+        customer_id: UUID,
+        body: AddContactPerson,
+        request: Request,
+        response: Response,
+        actor: CurrentActor,
+        if_match: IfMatch = None,
+        idempotency_key: IdemKey = None,
+    ) -> dict[str, Any]:
+        """Add a contact person at a company (ContactPersonAdded); answers the new person_id."""
+        command = body if body.person_id is not None else body.model_copy(update={"person_id": new_id()})
+
+        extras = {"person_id": str(command.person_id)}
+        return await run(customer_id, command, body, actor, request, response, if_match, idempotency_key, 201, extras)
+
+    def person_endpoint(suffix: str, model: type[BaseModel], summary: str) -> None:
+        async def endpoint(
+            customer_id: UUID,
+            person_id: UUID,
+            body: model,  # type: ignore[valid-type]
+            request: Request,
+            response: Response,
+            actor: CurrentActor,
+            if_match: IfMatch = None,
+            idempotency_key: IdemKey = None,
+        ) -> dict[str, Any]:
+            command = ForPerson(person_id, body)
+            return await run(customer_id, command, body, actor, request, response, if_match, idempotency_key)
+
+        endpoint.__doc__ = summary
+        app.post(
+            f"/customers/{{customer_id}}/contacts/{{person_id}}/{suffix}",
+            response_model=Accepted,
+            name=f"contact-{suffix}",
+            summary=summary,
+        )(endpoint)
+
+    person_endpoint("title", ChangeContactPersonTitle, "Change title (ContactPersonTitleChanged)")
+    person_endpoint("move", MoveContactPerson, "Move department (ContactPersonMovedDepartment)")
+    person_endpoint(
+        "contact-details", ChangeContactPersonDetails, "Change e-mail/phone (ContactPersonContactDetailsChanged)"
+    )
+    person_endpoint("decision-role", ChangeDecisionRole, "Change decision role (ContactPersonDecisionRoleChanged)")
+    person_endpoint("leave", ContactPersonLeaves, "Left the company (ContactPersonLeftCompany)")
+
     return app
+
+
+def _jsonable(value: Any) -> Any:
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return json.loads(json.dumps(asdict(value), default=str))
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
 
 
 def build_app() -> FastAPI:
@@ -135,8 +374,3 @@ def build_app() -> FastAPI:
     from crm_contacts.bootstrap import bootstrap
 
     return bootstrap()
-
-
-@asynccontextmanager
-async def _noop(_: FastAPI) -> AsyncIterator[None]:
-    yield
