@@ -8,7 +8,7 @@ from uuid import UUID
 
 from crm_contacts.domain.customer import RegisterCustomer
 from crm_eventstore.ids import new_id
-from crm_schemas.contacts import CustomerRegistered
+from crm_schemas.contacts import ContactPersonAdded, CustomerRegistered
 
 # 国税庁 (National Tax Agency), as published on its own 法人番号 page.
 NTA_CORPORATE_NUMBER = "7000012050002"
@@ -100,3 +100,47 @@ def registered(
         name=name,
         **fields,
     )
+
+
+# --- builders for command tests (events already in a stream, and the commands on them) ----------
+
+
+def registered_person(
+    customer_id: UUID | None = None,
+    name: str = "佐藤 花子",
+    occurred_at: datetime = NOW,
+    **fields: Any,
+) -> CustomerRegistered:
+    """A CustomerRegistered event for a person (B2C) customer."""
+    return registered(customer_id, name=name, occurred_at=occurred_at, kind="person", **fields)
+
+
+def contact_person_added(
+    customer_id: UUID,
+    person_id: UUID | None = None,
+    name: str = "鈴木 一郎",
+    occurred_at: datetime = NOW,
+    **fields: Any,
+) -> ContactPersonAdded:
+    """A ContactPersonAdded event: a contact person at a company customer."""
+    return ContactPersonAdded(
+        customer_id=customer_id,
+        occurred_at=occurred_at,
+        person_id=person_id or new_id(),
+        name=name,
+        **fields,
+    )
+
+
+def contact_body(**overrides: Any) -> dict[str, Any]:
+    """The JSON body of a valid POST /customers/{id}/contacts."""
+    body: dict[str, Any] = {
+        "name": "鈴木 一郎",
+        "name_kana": "スズキ イチロウ",
+        "department": "購買部",
+        "title": "課長",
+        "email": "ichiro.suzuki@abc-shoji.example.co.jp",
+        "phone": "03-1234-5679",
+        "decision_role": "approver",
+    }
+    return {**body, **overrides}

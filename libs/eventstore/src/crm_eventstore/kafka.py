@@ -50,8 +50,10 @@ async def start_producer(bootstrap_servers: str, idempotence: str = "auto", clie
     raise RuntimeError(f"cannot start a Kafka producer on {bootstrap_servers}: {last}")
 
 
-async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partitions: int) -> set[str]:
-    """Create missing topics with a fixed partition count; return the ones created now."""
+async def ensure_topics(
+    bootstrap_servers: str, topics: Sequence[str], partitions: int, replication_factor: int = 1
+) -> set[str]:
+    """Create missing topics with a fixed partition count, kept forever; return the ones created now."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="crm-admin")
     await admin.start()
     created: set[str] = set()
@@ -61,7 +63,17 @@ async def ensure_topics(bootstrap_servers: str, topics: Sequence[str], partition
             if topic in existing:
                 continue
             try:
-                await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+                # Event topics are the replay source: never delete by age or size.
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            topic,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,
+                            topic_configs={"retention.ms": "-1", "retention.bytes": "-1"},
+                        )
+                    ]
+                )
                 created.add(topic)
             except TopicAlreadyExistsError:
                 pass

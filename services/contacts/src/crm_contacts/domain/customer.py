@@ -209,6 +209,8 @@ class MergeRecord:
     added_tags: tuple[str, ...]
     added_interests: tuple[str, ...]
     added_person_ids: tuple[UUID, ...]
+    #: When the survivor's replaced values had been confirmed; a field it had no value for is absent.
+    confirmed_before: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -750,14 +752,16 @@ def _apply(state: Customer, event: DomainEvent) -> Customer:
                     decision_role=_opt(raw.get("decision_role")),
                     interests=tuple(str(i) for i in raw.get("interests") or ()),  # type: ignore[attr-defined]
                     active=bool(raw.get("active", True)),
+                    left_at=None if raw.get("left_at") is None else datetime.fromisoformat(str(raw["left_at"])),
                 )
-            merged = _set(state, at, **event.taken)
+            merged = _set(state, at, **{name: _state_value(name, v) for name, v in event.taken.items()})
             record = MergeRecord(
                 taken=dict(event.taken),
                 previous=dict(event.previous),
                 added_tags=tuple(event.added_tags),
                 added_interests=tuple(event.added_interests),
                 added_person_ids=tuple(event.added_person_ids),
+                confirmed_before={n: state.confirmed_at[n] for n in event.taken if n in state.confirmed_at},
             )
             return replace(
                 merged,
@@ -767,7 +771,19 @@ def _apply(state: Customer, event: DomainEvent) -> Customer:
                 merges={**state.merges, event.absorbed_id: record},
             )
         case CustomersUnmerged():
-            restored = _set(state, at, **event.restored)
+            restored = _set(state, at, **{name: _state_value(name, v) for name, v in event.restored.items()})
+            record = state.merges.get(event.absorbed_id)
+            if record is not None:
+                # Give back the values as they were, confirmation times included (the default merge
+                # rule compares them), and no value where the survivor had none.
+                profile, confirmed = dict(restored.profile), dict(restored.confirmed_at)
+                for name in event.restored:
+                    if name in record.confirmed_before:
+                        confirmed[name] = record.confirmed_before[name]
+                    else:
+                        profile.pop(name, None)
+                        confirmed.pop(name, None)
+                restored = replace(restored, profile=profile, confirmed_at=confirmed)
             merges = {k: v for k, v in state.merges.items() if k != event.absorbed_id}
             persons = {k: v for k, v in state.persons.items() if k not in set(event.removed_person_ids)}
             return replace(
@@ -783,6 +799,13 @@ def _apply(state: Customer, event: DomainEvent) -> Customer:
             return replace(state, merged_into=None)
         case _:
             return state
+
+
+def _state_value(name: str, value: Any) -> Any:
+    """A profile value from a merge event's JSON in the form state keeps it (dates as dates)."""
+    if name == "birth_date" and isinstance(value, str):
+        return date.fromisoformat(value)
+    return value
 
 
 def _opt(value: object) -> str | None:
