@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import jsonschema
 import httpx
+import jsonschema
 import pytest
 from aiokafka import AIOKafkaConsumer
 from crm_eventstore.provision import database_url
