@@ -59,8 +59,13 @@ async def _run_in(admin_url: str, database: str, sql: str) -> None:
         await conn.close()
 
 
-async def provision_event_store(admin_url: str, database: str, role: str, password: str) -> str:
-    """Database + role + event store schema for one service; returns the role's URL."""
+async def provision_event_store(
+    admin_url: str, database: str, role: str, password: str, extra_ddl: str = "", extra_grants: str = ""
+) -> str:
+    """Database + role + event store schema (+ a service's own tables) for one service; returns the role's URL.
+
+    `extra_grants` is a format string with `{role}` for the quoted runtime role.
+    """
     await ensure_database(admin_url, database)
     admin = await asyncpg.connect(admin_url)
     try:
@@ -71,8 +76,10 @@ async def provision_event_store(admin_url: str, database: str, role: str, passwo
         admin_url,
         database,
         EVENT_STORE_DDL
+        + extra_ddl
         + f"REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {_ident(role)};"
-        + grants(role),
+        + grants(role)
+        + extra_grants.format(role=_ident(role)),
     )
     return database_url(admin_url, database, role, password)
 
@@ -112,12 +119,18 @@ async def provision_read_models(
     return database_url(admin_url, database, role, password)
 
 
-async def migrate_event_store(owner_url: str, role: str) -> None:
-    """Apply the event store DDL and runtime-role grants to an existing database (idempotent)."""
+async def migrate_event_store(owner_url: str, role: str, extra_ddl: str = "", extra_grants: str = "") -> None:
+    """Apply the event store DDL (+ a service's own tables) and runtime-role grants (idempotent)."""
     conn = await asyncpg.connect(owner_url)
     try:
         await conn.execute("SELECT pg_advisory_lock(7242001)")
-        await conn.execute(EVENT_STORE_DDL + f"GRANT USAGE ON SCHEMA public TO {_ident(role)};" + grants(role))
+        await conn.execute(
+            EVENT_STORE_DDL
+            + extra_ddl
+            + f"GRANT USAGE ON SCHEMA public TO {_ident(role)};"
+            + grants(role)
+            + extra_grants.format(role=_ident(role))
+        )
     finally:
         await conn.close()
 
