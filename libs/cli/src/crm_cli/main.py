@@ -155,7 +155,10 @@ def migrate(
     from crm_projections.timeline.project import TIMELINE_DDL, TIMELINE_GRANTS
 
     if target in SERVICES:
-        asyncio.run(migrate_event_store(database_url, (role or [f"crm_{target}"])[0]))
+        from crm_cli.stack import service_tables
+
+        ddl, role_grants = service_tables(target)
+        asyncio.run(migrate_event_store(database_url, (role or [f"crm_{target}"])[0], ddl, role_grants))
     elif target == "projections":
         asyncio.run(migrate_read_models(database_url, (role or ["crm_projections"])[0], TIMELINE_DDL, TIMELINE_GRANTS))
     elif target == "keys":

@@ -69,6 +69,17 @@ def _secrets(home: Path) -> dict[str, str]:
     return values
 
 
+def service_tables(service: str) -> tuple[str, str]:
+    """A service's own tables beside its event store: `crm_<service>.database.DDL` and `.GRANTS`, if any."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"crm_{service}.database")
+    except ModuleNotFoundError:
+        return "", ""
+    return str(getattr(module, "DDL", "")), str(getattr(module, "GRANTS", ""))
+
+
 @dataclass
 class Provisioned:
     """Database URLs per component, for child processes and endpoints.json."""
@@ -84,8 +95,9 @@ async def provision(admin_url: str, home: Path) -> Provisioned:
     urls: dict[str, str] = {}
     for service in SERVICES:
         override = os.environ.get(f"CRM_{service.upper()}_DATABASE_URL")
+        ddl, role_grants = service_tables(service)
         urls[service] = override or await provision_event_store(
-            admin_url, f"crm_{service}", f"crm_{service}", values[f"db_password_{service}"]
+            admin_url, f"crm_{service}", f"crm_{service}", values[f"db_password_{service}"], ddl, role_grants
         )
     urls["projections"] = os.environ.get("CRM_PROJECTIONS_DATABASE_URL") or await provision_read_models(
         admin_url,
