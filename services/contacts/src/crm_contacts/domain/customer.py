@@ -772,14 +772,14 @@ def _apply(state: Customer, event: DomainEvent) -> Customer:
             )
         case CustomersUnmerged():
             restored = _set(state, at, **{name: _state_value(name, v) for name, v in event.restored.items()})
-            record = state.merges.get(event.absorbed_id)
-            if record is not None:
+            undone = state.merges.get(event.absorbed_id)
+            if undone is not None:
                 # Give back the values as they were, confirmation times included (the default merge
                 # rule compares them), and no value where the survivor had none.
                 profile, confirmed = dict(restored.profile), dict(restored.confirmed_at)
                 for name in event.restored:
-                    if name in record.confirmed_before:
-                        confirmed[name] = record.confirmed_before[name]
+                    if name in undone.confirmed_before:
+                        confirmed[name] = undone.confirmed_before[name]
                     else:
                         profile.pop(name, None)
                         confirmed.pop(name, None)
