@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 
 
 def main(argv: list[str]) -> None:
-    """`relay SERVICE` or `consume`."""
+    """`relay SERVICE`, `consume` or `support-worker`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     port = int(os.environ.get("CRM_METRICS_PORT", "0"))
     if argv[:1] == ["relay"] and len(argv) == 2:
@@ -26,8 +26,14 @@ def main(argv: list[str]) -> None:
         if port:
             start_http_server(port, addr="127.0.0.1")
         asyncio.run(run())
+    elif argv[:1] == ["support-worker"]:
+        from crm_support.entrypoints.worker import run as run_support_worker
+
+        if port:
+            start_http_server(port, addr="127.0.0.1")
+        asyncio.run(run_support_worker())
     else:
-        raise SystemExit("usage: python -m crm_cli.processes relay SERVICE | consume")
+        raise SystemExit("usage: python -m crm_cli.processes relay SERVICE | consume | support-worker")
 
 
 if __name__ == "__main__":

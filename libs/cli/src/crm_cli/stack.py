@@ -40,6 +40,7 @@ METRICS_PORTS = {
     "relay-contacts": _METRICS_BASE + 1,
     "relay-deals": _METRICS_BASE + 2,
     "relay-support": _METRICS_BASE + 3,
+    "support-worker": _METRICS_BASE + 4,
 }
 APPS = {
     "contacts": "crm_contacts.entrypoints.http:build_app",
@@ -221,6 +222,22 @@ def _children(p: Provisioned, kafka: Kafka, issuer: DevIssuer, master_key: str, 
             [sys.executable, "-m", "crm_cli.processes", "consume"],
             env,
             f"http://127.0.0.1:{METRICS_PORTS['consumer']}/readyz",
+        )
+    )
+    # The support worker: support's replica of the customer master (from crm.contacts.events.v1)
+    # and the SLA scheduler, both on the support database.
+    env = {
+        **base,
+        "CRM_SUPPORT_DATABASE_URL": p.database_urls["support"],
+        "CRM_KEYS_DATABASE_URL": p.keys_urls["support"],
+        "CRM_METRICS_PORT": str(METRICS_PORTS["support-worker"]),
+    }
+    children.append(
+        Child(
+            "support-worker",
+            [sys.executable, "-m", "crm_cli.processes", "support-worker"],
+            env,
+            f"http://127.0.0.1:{METRICS_PORTS['support-worker']}/readyz",
         )
     )
     for child in children:

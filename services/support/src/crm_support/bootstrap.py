@@ -1,4 +1,4 @@
-"""Wires the support service. Its domain arrives with its own issue; today it owns an empty event store."""
+"""Wires the support service: settings, event store, customer replica, SLA policy, HTTP app."""
 
 from __future__ import annotations
 
@@ -6,32 +6,38 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from crm_eventstore.host import open_store
-from crm_eventstore.settings import InfraSettings
-from crm_http.probes import install_probes
-from crm_http.problems import install_problem_handlers
+from crm_eventstore.host import open_store, token_verifier
 from fastapi import FastAPI
+
+from crm_support.app.tickets import TicketCommands
+from crm_support.entrypoints.http import create_app
+from crm_support.replica.queries import ReplicaDirectory
+from crm_support.settings import SupportSettings
+from crm_support.sla_clocks import PostgresSlaClocks
 
 
 def bootstrap() -> FastAPI:
-    """The support HTTP app (health, readiness and metrics until its commands land)."""
-    settings = InfraSettings()
-    os.environ.setdefault("CRM_SUPPORT_DATABASE_URL", "postgresql://crm_support@127.0.0.1:5432/crm_support")
+    """The support HTTP app with its event store opened on startup and closed on shutdown.
+
+    The SLA scheduler does not run here but in the support worker (crm_support.entrypoints.worker),
+    so scaling the API out never multiplies schedulers.
+    """
+    settings = SupportSettings()
+    os.environ.setdefault("CRM_SUPPORT_DATABASE_URL", settings.support_database_url)
+    policy = settings.sla_policy()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        handles = await open_store("support", settings, max_size=5)
-        app.state.store = handles.store
+        handles = await open_store("support", settings)
+        app.state.commands = TicketCommands(
+            handles.store,
+            customers=ReplicaDirectory(handles.pool),
+            clocks=PostgresSlaClocks(handles.pool),
+            policy=policy,
+        )
         try:
             yield
         finally:
             await handles.close()
 
-    app = FastAPI(title="CRM support service", version="0.1.0", lifespan=lifespan)
-    install_problem_handlers(app)
-
-    async def database_ready() -> None:
-        await app.state.store.pool.fetchval("SELECT 1")
-
-    install_probes(app, "support", {"database": database_ready})
-    return app
+    return create_app(None, token_verifier(settings), lifespan=lifespan)

@@ -1,1 +1,1 @@
-"""HTTP API and relay process of the support service."""
+"""HTTP API, relay and worker (customer replica + SLA scheduler) processes of the support service."""

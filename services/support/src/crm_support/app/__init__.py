@@ -1,0 +1,1 @@
+"""Ticket use cases and the SLA scheduler."""

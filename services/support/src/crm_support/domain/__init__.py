@@ -1,0 +1,1 @@
+"""Pure ticket domain: commands, the ticket decider and service-level rules."""
