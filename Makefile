@@ -10,7 +10,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 PACKAGES := -p crm_schemas -p crm_eventstore -p crm_http -p crm_cli -p crm_contacts -p crm_deals -p crm_support -p crm_projections
 
-.PHONY: install up test check bench schemas lint typecheck clean
+.PHONY: install up test check bench schemas lint typecheck deploy-check clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,7 +38,19 @@ lint: install
 typecheck: install
 	$(BIN)/mypy $(PACKAGES)
 
-check: lint typecheck
+# checkov pins packages that conflict with the workspace's (pydantic, packaging): its own venv.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+
+$(CHECKOV): $(UV)
+	$(UV) venv --quiet --python $(PYTHON) $(TOOLS)/checkov
+	$(UV) pip install --quiet --python $(TOOLS)/checkov/bin/python checkov==$(CHECKOV_VERSION)
+
+deploy-check: install $(CHECKOV)
+	CHECKOV=$(CHECKOV) $(BIN)/python deploy/tools/check_manifests.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_deploy_manifests.py
+
+check: lint typecheck deploy-check
 	$(BIN)/lint-imports
 	$(BIN)/python -m crm_schemas.generate --check
 

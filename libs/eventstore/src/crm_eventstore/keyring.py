@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -53,18 +54,29 @@ def new_master_key() -> str:
 class Keyring:
     """Encrypts and decrypts personal fields with AES-256-GCM under each customer's data key."""
 
-    def __init__(self, pool: asyncpg.Pool, master_key: bytes, cache_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        master_key: bytes,
+        cache_size: int = 10_000,
+        cache_ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
         self._master = AESGCM(master_key)
-        self._cache: OrderedDict[UUID, AESGCM] = OrderedDict()
+        # Unwrapped keys are cached for at most cache_ttl seconds, so a key destroyed by another
+        # process (crypto-shredding) stops decrypting everywhere within that bound.
+        self._cache: OrderedDict[UUID, tuple[AESGCM, float]] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_ttl = cache_ttl
+        self._clock = clock
 
     def _unwrap(self, customer_id: UUID, wrapped: bytes) -> AESGCM:
         key = self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], b"crm-key:" + customer_id.bytes)
         return AESGCM(key)
 
     def _remember(self, customer_id: UUID, aead: AESGCM) -> AESGCM:
-        self._cache[customer_id] = aead
+        self._cache[customer_id] = (aead, self._clock())
         self._cache.move_to_end(customer_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -73,7 +85,10 @@ class Keyring:
     async def _key(self, customer_id: UUID, create: bool) -> AESGCM:
         cached = self._cache.get(customer_id)
         if cached is not None:
-            return cached
+            aead, loaded_at = cached
+            if self._clock() - loaded_at < self._cache_ttl:
+                return aead
+            del self._cache[customer_id]
         row = await self._pool.fetchrow(
             "SELECT wrapped_key, destroyed_at FROM customer_keys WHERE customer_id = $1", customer_id
         )
