@@ -85,11 +85,15 @@ async def test_merge_and_unmerge_are_recorded_on_both_timelines(stack: Stack) ->
                 f"{contacts}/customers", json={"kind": "company", "name": "株式会社ABC商事", "phone": "03-1234-5678"}
             )
         ).json()["id"]
-        b = (
-            await client.post(
-                f"{contacts}/customers", json={"kind": "company", "name": "(株)ＡＢＣ商事", "email": "info@abc.example"}
-            )
-        ).json()["id"]
+        second = await client.post(
+            f"{contacts}/customers",
+            json={"kind": "company", "name": "(株)ＡＢＣ商事", "phone": "03‐1234‐5678", "email": "info@abc.example"},
+        )
+        assert second.status_code == 201
+        b = second.json()["id"]
+        assert a in [c["customer_id"] for c in second.json()["possible_duplicates"]]
+        listed = (await client.get(f"{contacts}/duplicates", params={"min_score": 0.8})).json()
+        assert any(set(item["customer_ids"]) == {a, b} for item in listed["items"])
         merged = await client.post(f"{contacts}/customers/{a}/merge", json={"absorbed_id": b})
         assert merged.status_code == 200, merged.text
         refused = await client.post(f"{contacts}/customers/{b}/rename", json={"name": "x"})

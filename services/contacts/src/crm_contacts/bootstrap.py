@@ -10,6 +10,7 @@ from crm_eventstore.host import open_store, token_verifier
 from fastapi import FastAPI
 
 from crm_contacts.app.customers import CustomerCommands
+from crm_contacts.app.directory import CustomerDirectory
 from crm_contacts.entrypoints.http import create_app
 from crm_contacts.settings import ContactsSettings
 
@@ -22,7 +23,9 @@ def bootstrap() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         handles = await open_store("contacts", settings)
-        app.state.commands = CustomerCommands(handles.store)
+        directory = CustomerDirectory(handles.store.pool)
+        app.state.commands = CustomerCommands(handles.store, directory)
+        app.state.directory = directory
         try:
             yield
         finally:

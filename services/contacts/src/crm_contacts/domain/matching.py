@@ -10,7 +10,7 @@ import math
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any, Literal
@@ -48,13 +48,14 @@ How = Literal["exact", "normalised", "fuzzy", "different"]
 
 # Hyphen look-alikes people type in phones, addresses, postal codes and katakana words. NFKC folds
 # the full-width ones (－ ｰ) but not U+2010 ‐, U+2212 −, the dashes or the katakana long-vowel mark.
-_DASHES = frozenset("-‐‑‒–—―−ー﹣⁃")  # noqa: RUF001 - the look-alikes are the point
+_DASHES = frozenset("-‐‑‒–—―−ー﹣⁃")
 _DASH_RE = re.compile("[" + re.escape("".join(sorted(_DASHES))) + "]")
 _MIDDLE_DOTS_RE = re.compile("[・·‧∙•]")
 _SPACES_RE = re.compile(r"\s+")
 _NOT_WORD_RE = re.compile(r"[\W_]+")
 _NOT_WORD_OR_PAREN_RE = re.compile(r"[^\w()]+|_+")
 _DIGITS_RE = re.compile(r"[^0-9]+")
+_E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 
 # Small kana and ヴ/ヂ/ヅ are spelled both ways in readings (キヤノン / キャノン, ヴィ / ビ).
 _KANA_FOLD = str.maketrans(
@@ -71,7 +72,6 @@ _KANA_FOLD = str.maketrans(
         "ヮ": "ワ",
         "ヵ": "カ",
         "ヶ": "ケ",
-        "ヴ": "ブ",
         "ヂ": "ジ",
         "ヅ": "ズ",
         "ヰ": "イ",
@@ -150,9 +150,6 @@ _FREE_MAIL = frozenset(
         "biglobe.ne.jp",
         "ocn.ne.jp",
         "so-net.ne.jp",
-        "example.com",
-        "example.jp",
-        "example.ne.jp",
     }
 )
 
@@ -228,7 +225,6 @@ _JAPANESE_FORMS: dict[str, tuple[str, ...]] = {
         "(npo)",
         "トクテイヒエイリカツドウホウジン",
         "エヌピーオーホウジン",
-        "エヌピオホウジン",
         "トクヒ)",
         "(トクヒ",
     ),
@@ -257,32 +253,37 @@ def _compact_form(text: str) -> str:
     return _NOT_WORD_OR_PAREN_RE.sub("", _long_vowels(normalise_text(text)).translate(_KANA_FOLD))
 
 
-def _variants(fold: Callable[[str], str]) -> tuple[tuple[str, str], ...]:
+@dataclass(frozen=True)
+class _FormTable:
+    prefix: re.Pattern[str]
+    suffix: re.Pattern[str]
+    forms: dict[str, str]
+
+
+def _form_table(fold: Callable[[str], str]) -> _FormTable:
+    forms = {fold(v): form for form, variants in _JAPANESE_FORMS.items() for v in variants}
     # Longest first, so 医療法人社団 goes before 医療法人 and (一社) before (社).
-    found = {(fold(v), form) for form, variants in _JAPANESE_FORMS.items() for v in variants}
-    return tuple(sorted(found, key=lambda item: (-len(item[0]), item[0])))
+    alternatives = "|".join(re.escape(v) for v in sorted(forms, key=lambda v: (-len(v), v)))
+    return _FormTable(re.compile(f"^(?:{alternatives})"), re.compile(f"(?:{alternatives})$"), forms)
 
 
-_FORM_VARIANTS = _variants(_compact_form)
-_READING_FORM_VARIANTS = _variants(lambda v: _compact_form(v).replace("ー", ""))
+_FORMS = _form_table(_compact_form)
+_READING_FORMS = _form_table(lambda v: _compact_form(v).replace("ー", ""))
 
 
-def _strip_japanese_forms(
-    text: str, table: tuple[tuple[str, str], ...] = _FORM_VARIANTS
-) -> tuple[str, str | None]:
+def _strip_japanese_forms(text: str, table: _FormTable = _FORMS) -> tuple[str, str | None]:
     """Strip legal forms at either end (never down to nothing); the first one found is the legal form."""
     found: str | None = None
-    changed = True
-    while changed:
-        changed = False
-        for variant, form in table:
-            if len(text) > len(variant) and text.startswith(variant):
-                text, found, changed = text[len(variant) :], found or form, True
-                break
-            if len(text) > len(variant) and text.endswith(variant):
-                text, found, changed = text[: -len(variant)], found or form, True
-                break
-    return text, found
+    while True:
+        hit = table.prefix.match(text)
+        if hit and hit.end() < len(text):
+            text, found = text[hit.end() :], found or table.forms[hit.group()]
+            continue
+        hit = table.suffix.search(text)
+        if hit and hit.start() > 0:
+            text, found = text[: hit.start()], found or table.forms[hit.group()]
+            continue
+        return text, found
 
 
 def _strip_english_forms(text: str) -> tuple[str, str | None]:
@@ -299,8 +300,12 @@ def _strip_english_forms(text: str) -> tuple[str, str | None]:
     return text, found
 
 
+_VU = {"ヴァ": "バ", "ヴィ": "ビ", "ヴェ": "ベ", "ヴォ": "ボ", "ヴ": "ブ"}
+_VU_RE = re.compile("|".join(sorted(_VU, key=len, reverse=True)))
+
+
 def _name_base(raw: str) -> str:
-    text = _long_vowels(normalise_text(raw))
+    text = _VU_RE.sub(lambda m: _VU[m.group(0)], _long_vowels(normalise_text(raw)))
     return _MIDDLE_DOTS_RE.sub("", text).translate(_ITAIJI).translate(_KANA_FOLD)
 
 
@@ -332,7 +337,7 @@ def _reading_step(text: str, company: bool) -> str:
     text = _name_base(text).replace("ー", "")
     compact = _NOT_WORD_OR_PAREN_RE.sub("", text)
     if company:
-        compact, _ = _strip_japanese_forms(compact, _READING_FORM_VARIANTS)
+        compact, _ = _strip_japanese_forms(compact, _READING_FORMS)
     return compact.replace("(", "").replace(")", "")
 
 
@@ -341,8 +346,27 @@ def reading_key(raw: str, *, company: bool = False) -> str:
     return _settle(lambda t: _reading_step(t, company), raw)
 
 
+_KANA_RE = re.compile(r"[ァ-ヺー]+")
+_HOUSE_NUMBER_RE = re.compile(r"[0-9-]+")
+
+
 def _only_katakana(text: str) -> bool:
-    return bool(text) and all(_is_kana(c) for c in text)
+    return bool(_KANA_RE.fullmatch(text))
+
+
+def _reads_as(name: str, other_name: str, other_reading: str) -> bool:
+    """A name half in kana (山田たろう, やまだ太郎) that agrees with another's kanji and kana reading."""
+    runs = _KANA_RE.split(name)
+    if len(runs) != 2 or not other_reading:
+        return False
+    head, tail = runs
+    if head and not tail:  # kanji, then kana: 山田タロウ ~ 山田太郎 (ヤマダタロウ)
+        kana = name[len(head) :].replace("ー", "")
+        return len(kana) >= 2 and other_name.startswith(head) and other_reading.endswith(kana)
+    if tail and not head:  # kana, then kanji: ヤマダ太郎 ~ 山田太郎 (ヤマダタロウ)
+        kana = name[: len(name) - len(tail)].replace("ー", "")
+        return len(kana) >= 2 and other_name.endswith(tail) and other_reading.startswith(kana)
+    return False
 
 
 # --- contact details --------------------------------------------------------------------------------
@@ -350,6 +374,8 @@ def _only_katakana(text: str) -> bool:
 
 def phone_key(raw: str) -> str:
     """E.164 of a Japanese (or international) number in any notation; digits only if it does not parse."""
+    if _E164_RE.fullmatch(raw):
+        return raw
     text = _DASH_RE.sub("-", unicodedata.normalize("NFKC", raw)).strip()
     if not text:
         return ""
@@ -383,7 +409,7 @@ _KANJI_DIGITS = {"〇": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "�
 _KANJI_NUMBER_RE = re.compile(r"[〇一二三四五六七八九十百]+(?=丁目|番|号|条|階)")
 _BLOCK_UNITS_RE = re.compile(r"([0-9]+)(?:丁目|番地|番|条)")
 _GO_RE = re.compile(r"([0-9]+)号")
-_NO_RE = re.compile(r"(?<=[0-9])の(?=[0-9])")
+_NO_RE = re.compile(r"(?<=[0-9])[のノ](?=[0-9])")
 _FLOOR_RE = re.compile(r"([0-9]+)(?:階|f)")
 _LONE_HYPHEN_RE = re.compile(r"(?<![0-9])-|-(?![0-9])")
 _PREFECTURES_LONGEST = tuple(sorted(PREFECTURES, key=len, reverse=True))
@@ -408,7 +434,7 @@ def _address_step(text: str) -> str:
     text = text.replace("ヶ", "ケ").replace("ヵ", "ケ")
     text = _KANJI_NUMBER_RE.sub(lambda m: _kanji_number(m.group(0)), text)
     text = _BLOCK_UNITS_RE.sub(r"\1-", text)
-    text = _GO_RE.sub(r"\1 ", text)
+    text = _GO_RE.sub(r"\1-", text)
     text = _NO_RE.sub("-", text)
     text = _FLOOR_RE.sub(r"\1f", text)
     text = re.sub(r"-+", "-", text)
@@ -418,12 +444,15 @@ def _address_step(text: str) -> str:
 
 def normalise_address(prefecture: str | None, city: str | None, street: str | None) -> tuple[str, str]:
     """(prefecture, city + street key): 丁目/番地/号 and kanji numerals as 1-2-3, hyphens folded, no spaces."""
-    pref = normalise_text(prefecture or "").replace(" ", "")
+    pref = _settle(lambda t: normalise_text(t).replace(" ", ""), prefecture or "")
     rest = _settle(_address_step, f"{city or ''}{street or ''}")
-    for name in _PREFECTURES_LONGEST:
-        if rest.startswith(name) and len(rest) > len(name):
-            pref, rest = pref or name, rest[len(name) :]
-            break
+    stripped = True
+    while stripped:
+        stripped = False
+        for name in _PREFECTURES_LONGEST:
+            if rest.startswith(name) and len(rest) > len(name):
+                pref, rest, stripped = pref or name, rest[len(name) :], True
+                break
     return pref, rest
 
 
@@ -445,6 +474,7 @@ class MatchKeys:
     name_key: str
     legal_form: str = ""
     reading_key: str = ""
+    given_name: str = ""
     name_digest: str = ""
     corporate_number: str = ""
     phone: str = ""
@@ -479,6 +509,15 @@ class MatchKeys:
         if not reading and _only_katakana(name):
             # A name written in kana is its own reading: ヤマダタロウ matches 山田太郎 (ヤマダ タロウ).
             reading = reading_key(raw_name, company=company)
+        given = ""
+        if not company:
+            # The given name, where the reading or the name separates it (ヤマダ タロウ, 山田 太郎).
+            kana_parts = normalise_text(text("name_kana")).split(" ")
+            name_parts = normalise_text(raw_name).split(" ")
+            if len(kana_parts) >= 2:
+                given = reading_key(kana_parts[-1])
+            elif len(name_parts) >= 2:
+                given = person_name_key(name_parts[-1])
         address = profile.get("address") or {}
         pref, address_key = normalise_address(address.get("prefecture"), address.get("city"), address.get("street"))
         email = email_key(text("email"))
@@ -496,6 +535,7 @@ class MatchKeys:
             name_key=name,
             legal_form=form or "",
             reading_key=reading,
+            given_name=given,
             name_digest=_digest(raw_name),
             corporate_number=corporate_number_key(text("corporate_number")),
             phone=phone_key(text("phone")),
@@ -529,11 +569,8 @@ def blocking_keys(keys: MatchKeys) -> set[str]:
         out.add(f"d:{domain}")
     if len(name) >= 2:
         out.add(f"n:{kind}:{name}")
-        out.add(f"nh:{kind}:{keys.prefecture}:{name[:3]}")
-        out.add(f"nt:{kind}:{keys.prefecture}:{name[-3:]}")
     if len(reading) >= 2:
         out.add(f"r:{kind}:{reading}")
-        out.add(f"rh:{kind}:{keys.prefecture}:{reading[:4]}")
     if keys.postal_code:
         if name:
             out.add(f"z:{kind}:{keys.postal_code}:{name[:2]}")
@@ -575,25 +612,38 @@ def _address_similarity(a: str, b: str) -> float:
     if len(short) >= 6 and long_.startswith(short) and not long_[len(short)].isdigit() and long_[len(short)] != "-":
         # The same street address, one with a building or floor appended.
         sim = max(sim, 0.95)
+    elif len(short) >= 6 and long_.endswith(short) and not _HOUSE_NUMBER_RE.fullmatch(short):
+        # The same street address, one without the city (千代田1-1 in 千代田区千代田1-1).
+        sim = max(sim, 0.9)
     return sim
 
 
-def _name_weight(kind: str, ns: float, rs: float | None) -> float:
-    best = ns if rs is None else max(ns, rs)
+def _name_weight(kind: str, ns: float | None, rs: float | None) -> float:
+    """Evidence from the names (ns) and kana readings (rs); None where they cannot be compared."""
+    best = max(ns or 0.0, rs or 0.0)
     if ns == 1.0 or rs == 1.0:
         other = rs if ns == 1.0 else ns
         weight = 5.0
         if other is not None and other >= 0.9:
             weight += 0.5
         elif other is not None and other < 0.5:
+            # One reading, two spellings (裕子 / 優子): more often two people than one typo.
             weight -= 2.0
         return weight
     if kind == "person":
         # Names of people are short: one kanji or kana off in both the name and its reading is more
         # often a sibling than a typo (a typo usually leaves one of the two intact).
         return -4.0 if best < 0.85 else -4.0 + (best - 0.85) / 0.15 * 7.0
-    # Company names are longer: a typo leaves a high similarity, a sister company a middling one.
-    return max(-5.0, min(4.5, -4.0 + (best - 0.6) / 0.4 * 9.0))
+    # Company names are longer: a typo leaves a high similarity, a sister company (same head word,
+    # another trade) a middling one.
+    return max(-4.0, min(4.5, -4.0 + (best - 0.7) / 0.25 * 7.0))
+
+
+def _given_name_agrees(a: MatchKeys, b: MatchKeys) -> bool:
+    given = a.given_name
+    if not given or (len(given) < 2 and _only_katakana(given)):
+        return False
+    return (b.name_key.endswith(given) or b.reading_key.endswith(given)) and b.name_key != a.name_key
 
 
 def _logistic(x: float) -> float:
@@ -615,11 +665,27 @@ def _evaluate(a: MatchKeys, b: MatchKeys, explain: bool) -> tuple[float, list[di
         note("kind", "different", 0.0)
 
     # Names and readings.
-    ns = _similarity(a.name_key, b.name_key) if a.name_key and b.name_key else 0.0
+    ns: float | None = _similarity(a.name_key, b.name_key) if a.name_key and b.name_key else 0.0
     rs = _similarity(a.reading_key, b.reading_key) if a.reading_key and b.reading_key else None
-    name_weight = _name_weight(a.kind, ns, rs)
+    person = a.kind == b.kind == "person"
+    if ns != 1.0 and person:
+        if _reads_as(a.name_key, b.name_key, b.reading_key) or _reads_as(b.name_key, a.name_key, a.reading_key):
+            ns = 1.0
+        elif rs is not None and _only_katakana(a.name_key) != _only_katakana(b.name_key):
+            ns = None  # ヤマダタロウ against 山田太郎 says nothing: the readings decide
+    name_weight = _name_weight("person" if person else "company", ns, rs)
+    if (
+        name_weight < 0.0
+        and person
+        and a.birth_date
+        and a.birth_date == b.birth_date
+        and (_given_name_agrees(a, b) or _given_name_agrees(b, a))
+    ):
+        # Same given name and birth date, new family name: 改姓 on marriage is common in Japan.
+        name_weight = 0.0
+        note("given_name", "normalised", 1.0)
     weight += name_weight
-    if ns > 0:
+    if ns:
         if a.name_digest and a.name_digest == b.name_digest:
             note("name", "exact", 1.0)
         elif ns == 1.0:
@@ -707,11 +773,6 @@ def score(a: MatchKeys, b: MatchKeys) -> Match:
     return Match(value, reasons)
 
 
-def quick_score(a: MatchKeys, b: MatchKeys) -> float:
-    """score(a, b).score without building the reasons."""
-    return _evaluate(a, b, explain=False)[0]
-
-
 def candidate_pairs(keys: Sequence[MatchKeys], max_block: int = 60, window: int = 12) -> set[tuple[int, int]]:
     """Index pairs (i < j) that share a blocking key; blocks over max_block pair only near neighbours by name."""
     blocks: dict[str, list[int]] = defaultdict(list)
@@ -750,8 +811,3 @@ def find_duplicates(
             progress(count, len(pairs))
     found.sort(key=lambda item: (-item[0], item[1], item[2]))
     return found
-
-
-def pairs_from_clusters(clusters: Iterable[Iterable[int]]) -> set[tuple[int, int]]:
-    """Every (i < j) pair within each cluster: ground truth pairs from groups of one customer's records."""
-    return {(min(i, j), max(i, j)) for group in clusters for i, j in combinations(sorted(set(group)), 2)}
