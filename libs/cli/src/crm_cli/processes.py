@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from crm_eventstore.settings import InfraSettings
 from prometheus_client import start_http_server
 
 
@@ -14,23 +15,24 @@ def main(argv: list[str]) -> None:
     """`relay SERVICE`, `consume` or `support-worker`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     port = int(os.environ.get("CRM_METRICS_PORT", "0"))
+    host = InfraSettings().metrics_host
     if argv[:1] == ["relay"] and len(argv) == 2:
         from crm_eventstore.host import run_relay
 
         if port:
-            start_http_server(port, addr="127.0.0.1")
+            start_http_server(port, addr=host)
         asyncio.run(run_relay(argv[1]))
     elif argv[:1] == ["consume"]:
         from crm_projections.consumer import run
 
         if port:
-            start_http_server(port, addr="127.0.0.1")
+            start_http_server(port, addr=host)
         asyncio.run(run())
     elif argv[:1] == ["support-worker"]:
         from crm_support.entrypoints.worker import run as run_support_worker
 
         if port:
-            start_http_server(port, addr="127.0.0.1")
+            start_http_server(port, addr=host)
         asyncio.run(run_support_worker())
     else:
         raise SystemExit("usage: python -m crm_cli.processes relay SERVICE | consume | support-worker")

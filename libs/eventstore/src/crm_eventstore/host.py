@@ -12,7 +12,7 @@ import asyncpg
 from crm_http.auth import AuthSettings, TokenVerifier
 from crm_schemas.registry import topic_for
 
-from crm_eventstore.kafka import start_producer
+from crm_eventstore.kafka import client_security, start_producer
 from crm_eventstore.keyring import Keyring, parse_master_key
 from crm_eventstore.relay import OutboxRelay
 from crm_eventstore.settings import InfraSettings, service_database_url
@@ -71,7 +71,10 @@ async def run_relay(service: str) -> None:
     """Relay process main: publish the service's events until SIGTERM."""
     infra = InfraSettings()
     handles = await open_store(service, infra, max_size=4)
-    producer = await start_producer(infra.kafka_bootstrap_servers, infra.kafka_idempotence, f"crm-relay-{service}")
+    security = client_security(infra)
+    producer = await start_producer(
+        infra.kafka_bootstrap_servers, infra.kafka_idempotence, f"crm-relay-{service}", security
+    )
     stop = asyncio.Event()
     stop_on_signals(stop)
     relay = OutboxRelay(
@@ -81,6 +84,7 @@ async def run_relay(service: str) -> None:
         topic_for(service),
         partitions=infra.kafka_partitions,
         poll_interval=infra.relay_poll_interval,
+        security=security,
     )
     try:
         await relay.run(stop)

@@ -6,13 +6,16 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition
 from crm_schemas.envelope import EventEnvelope
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from crm_eventstore.hashing import canonical_time
 
@@ -21,7 +24,56 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/json"
 
 
-async def start_producer(bootstrap_servers: str, idempotence: str = "auto", client_id: str = "crm") -> AIOKafkaProducer:
+class KafkaSecurity(Protocol):
+    """The Kafka connection settings a process reads (see InfraSettings)."""
+
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str | None
+    kafka_sasl_password: str | None
+    kafka_ssl_cafile: Path | None
+
+
+def client_security(settings: KafkaSecurity | None) -> dict[str, Any]:
+    """aiokafka keyword arguments for TLS and SASL (nothing for PLAINTEXT)."""
+    if settings is None or settings.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        cafile = str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        options["ssl_context"] = create_ssl_context(cafile=cafile)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_password,
+        )
+    return options
+
+
+def faststream_security(settings: KafkaSecurity | None) -> BaseSecurity | None:
+    """The same settings as a FastStream security object."""
+    options = client_security(settings)
+    if not options:
+        return None
+    assert settings is not None
+    ssl_context = options.get("ssl_context")
+    if not settings.kafka_security_protocol.startswith("SASL"):
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    kind = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[
+        settings.kafka_sasl_mechanism
+    ]
+    return kind(
+        settings.kafka_sasl_username or "",
+        settings.kafka_sasl_password or "",
+        ssl_context=ssl_context,
+        use_ssl=settings.kafka_security_protocol == "SASL_SSL",
+    )
+
+
+async def start_producer(
+    bootstrap_servers: str, idempotence: str = "auto", client_id: str = "crm", security: dict[str, Any] | None = None
+) -> AIOKafkaProducer:
     """A started producer with acks=all; idempotent unless the broker refuses it ("auto") or it is off."""
     modes = {"auto": [True, False], "true": [True], "false": [False]}[idempotence.lower()]
     last: Exception | None = None
@@ -33,6 +85,7 @@ async def start_producer(bootstrap_servers: str, idempotence: str = "auto", clie
             client_id=client_id,
             linger_ms=0,
             request_timeout_ms=30_000,
+            **(security or {}),
         )
         try:
             await producer.start()
@@ -51,10 +104,14 @@ async def start_producer(bootstrap_servers: str, idempotence: str = "auto", clie
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: Sequence[str], partitions: int, replication_factor: int = 1
+    bootstrap_servers: str,
+    topics: Sequence[str],
+    partitions: int,
+    replication_factor: int = 1,
+    security: dict[str, Any] | None = None,
 ) -> set[str]:
     """Create missing topics with a fixed partition count, kept forever; return the ones created now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="crm-admin")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="crm-admin", **(security or {}))
     await admin.start()
     created: set[str] = set()
     try:
@@ -82,14 +139,18 @@ async def ensure_topics(
     return created
 
 
-async def topic_is_empty(producer: AIOKafkaProducer, topic: str) -> bool:
+async def topic_is_empty(producer: AIOKafkaProducer, topic: str, security: dict[str, Any] | None = None) -> bool:
     """True if no partition of a topic holds any record (e.g. an in-memory broker restarted)."""
     partitions = await producer.partitions_for(topic)
     if not partitions:
         return True
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=producer.client._bootstrap_servers, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=producer.client._bootstrap_servers,
+        enable_auto_commit=False,
+        **(security or {}),
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import zlib
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -35,6 +36,7 @@ class OutboxRelay:
         name: str = "kafka",
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        security: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.producer = producer
@@ -44,6 +46,7 @@ class OutboxRelay:
         self.name = name
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.security = security or {}
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
         self.standby = False
@@ -67,14 +70,14 @@ class OutboxRelay:
         )
 
     async def _reset_if_broker_lost_data(self) -> None:
-        created = await ensure_topics(self.bootstrap_servers, [self.topic], self.partitions)
+        created = await ensure_topics(self.bootstrap_servers, [self.topic], self.partitions, security=self.security)
         position = await self.position()
         if position == (0, 0):
             return
         # A topic that is new or empty while we have published before means the broker lost
         # its data (an in-memory broker restarted, or a topic was recreated). The events are
         # the source of truth, so publish them all again; consumers dedupe by event id.
-        if self.topic in created or await topic_is_empty(self.producer, self.topic):
+        if self.topic in created or await topic_is_empty(self.producer, self.topic, self.security):
             log.warning("topic %s is empty but %s was published: republishing from the start", self.topic, position)
             await self.store.pool.execute(
                 "UPDATE relay_positions SET tx_id = '0'::xid8, position = 0 WHERE relay = $1", self.name

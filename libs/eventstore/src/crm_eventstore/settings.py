@@ -16,6 +16,11 @@ class InfraSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_partitions: int = Field(default=6, ge=1)
     kafka_idempotence: str = Field(default="auto", pattern="^(auto|true|false)$")
+    kafka_security_protocol: str = Field(default="PLAINTEXT", pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
     keys_database_url: str = "postgresql://crm_keys@127.0.0.1:5432/crm_keys"
     master_key: str = Field(default="", description="base64 of 32 bytes; wraps the customer keys")
     jwt_issuer: str = "crm-dev"
@@ -23,6 +28,7 @@ class InfraSettings(BaseSettings):
     jwks_url: str | None = None
     jwks_file: Path | None = None
     relay_poll_interval: float = 1.0
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of worker processes' metrics port")
 
 
 def service_database_url(service: str) -> str:

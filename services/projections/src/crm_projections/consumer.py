@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from crm_eventstore.host import stop_on_signals
-from crm_eventstore.kafka import ensure_topics
+from crm_eventstore.kafka import client_security, ensure_topics, faststream_security
 from crm_eventstore.projection import ProjectionRunner, build_consumer_app, deadletter_to
 from crm_eventstore.store import create_pool
 from crm_schemas.registry import DEADLETTER_TOPIC, SERVICES, topic_for
@@ -22,9 +22,19 @@ async def run() -> None:
     """Consume every service topic into the read models until SIGTERM."""
     settings = ProjectionsSettings()
     topics = [topic_for(s) for s in SERVICES]
-    await ensure_topics(settings.kafka_bootstrap_servers, [*topics, DEADLETTER_TOPIC], settings.kafka_partitions)
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [*topics, DEADLETTER_TOPIC],
+        settings.kafka_partitions,
+        security=client_security(settings),
+    )
     pool = await create_pool(settings.projections_database_url)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="crm-projections", acks="all")
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id="crm-projections",
+        acks="all",
+        security=faststream_security(settings),
+    )
     timeline = TimelineProjection()
     runner = ProjectionRunner(
         pool, timeline, deadletter_to(broker, timeline.name), max_attempts=settings.projection_max_attempts

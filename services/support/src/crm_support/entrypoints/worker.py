@@ -11,7 +11,7 @@ import logging
 import os
 
 from crm_eventstore.host import open_store, stop_on_signals
-from crm_eventstore.kafka import ensure_topics
+from crm_eventstore.kafka import client_security, ensure_topics, faststream_security
 from crm_eventstore.projection import ProjectionRunner, build_consumer_app, deadletter_to
 from crm_schemas.registry import DEADLETTER_TOPIC, topic_for
 from faststream.kafka import KafkaBroker
@@ -30,9 +30,19 @@ async def run() -> None:
     settings = SupportSettings()
     os.environ.setdefault("CRM_SUPPORT_DATABASE_URL", settings.support_database_url)
     contacts = topic_for("contacts")
-    await ensure_topics(settings.kafka_bootstrap_servers, [contacts, DEADLETTER_TOPIC], settings.kafka_partitions)
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [contacts, DEADLETTER_TOPIC],
+        settings.kafka_partitions,
+        security=client_security(settings),
+    )
     handles = await open_store("support", settings, max_size=8)
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="crm-support-worker", acks="all")
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id="crm-support-worker",
+        acks="all",
+        security=faststream_security(settings),
+    )
     replica = CustomerReplicaProjection()
     runner: ProjectionRunner[Change] = ProjectionRunner(
         handles.pool,
