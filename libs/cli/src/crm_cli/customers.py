@@ -18,6 +18,7 @@ from typing import Annotated, TextIO
 import asyncpg
 import typer
 from crm_contacts.app.customers import CustomerCommands
+from crm_contacts.app.directory import CustomerDirectory
 from crm_contacts.app.exports import ExportReport, export_customers
 from crm_contacts.app.imports import BATCH_SIZE, CONCURRENCY, ImportFileError, ImportReport, import_customers
 from crm_eventstore.keyring import Keyring, parse_master_key
@@ -104,7 +105,8 @@ async def open_commands(connection: ContactsConnection, concurrency: int) -> Asy
         pool = await _pool(connection.database_url, concurrency + 2)
         try:
             keyring = Keyring(keys_pool, parse_master_key(connection.master_key))
-            yield CustomerCommands(PostgresEventStore(pool, "contacts", keyring))
+            # As the contacts service wires it: every import row also lands in the 名寄せ directory.
+            yield CustomerCommands(PostgresEventStore(pool, "contacts", keyring), CustomerDirectory(pool))
         finally:
             await pool.close()
     finally:

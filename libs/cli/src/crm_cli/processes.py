@@ -8,7 +8,7 @@ import os
 import sys
 
 from crm_eventstore.settings import InfraSettings
-from prometheus_client import start_http_server
+from crm_eventstore.worker_probes import serve_probes
 
 
 def main(argv: list[str]) -> None:
@@ -20,19 +20,19 @@ def main(argv: list[str]) -> None:
         from crm_eventstore.host import run_relay
 
         if port:
-            start_http_server(port, addr=host)
+            serve_probes(host, port)
         asyncio.run(run_relay(argv[1]))
     elif argv[:1] == ["consume"]:
         from crm_projections.consumer import run
 
         if port:
-            start_http_server(port, addr=host)
+            serve_probes(host, port)
         asyncio.run(run())
     elif argv[:1] == ["support-worker"]:
         from crm_support.entrypoints.worker import run as run_support_worker
 
         if port:
-            start_http_server(port, addr=host)
+            serve_probes(host, port)
         asyncio.run(run_support_worker())
     else:
         raise SystemExit("usage: python -m crm_cli.processes relay SERVICE | consume | support-worker")

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from crm_eventstore.kafka import cloudevent_headers, encode_value, ensure_topics, topic_is_empty
 from crm_eventstore.metrics import RELAY_LAG_EVENTS, RELAY_LAG_SECONDS, RELAY_PUBLISHED
 from crm_eventstore.store import PostgresEventStore
+from crm_eventstore.worker_probes import HEARTBEAT
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ class OutboxRelay:
             key = zlib.crc32(f"crm-relay:{self.name}".encode())
             while not await listener.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 self.standby = True
+                HEARTBEAT.beat()  # a healthy standby: the database answers, another replica publishes
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
                 if stop.is_set():
@@ -158,6 +160,7 @@ class OutboxRelay:
                 # Committed events above the horizon wait for an older transaction, possibly in
                 # another database of the cluster whose commit sends us no NOTIFY: look again soon.
                 blocked = await self._blocked_by_horizon()
+                HEARTBEAT.beat()
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait(

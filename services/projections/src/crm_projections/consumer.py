@@ -9,6 +9,7 @@ from crm_eventstore.host import stop_on_signals
 from crm_eventstore.kafka import client_security, ensure_topics, faststream_security
 from crm_eventstore.projection import ProjectionRunner, build_consumer_app, deadletter_to
 from crm_eventstore.store import create_pool
+from crm_eventstore.worker_probes import keep_beating
 from crm_schemas.registry import DEADLETTER_TOPIC, SERVICES, topic_for
 from faststream.kafka import KafkaBroker
 
@@ -43,9 +44,17 @@ async def run() -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     await app.start()
+
+    async def dependencies() -> None:
+        await pool.fetchval("SELECT 1")
+        if not await broker.ping(timeout=3):
+            raise ConnectionError("Kafka broker unreachable")
+
+    beating = asyncio.create_task(keep_beating(dependencies, stop))
     try:
         await stop.wait()
     finally:
+        await beating
         await app.stop()
         await pool.close()
 

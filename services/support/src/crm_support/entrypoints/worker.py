@@ -13,6 +13,7 @@ import os
 from crm_eventstore.host import open_store, stop_on_signals
 from crm_eventstore.kafka import client_security, ensure_topics, faststream_security
 from crm_eventstore.projection import ProjectionRunner, build_consumer_app, deadletter_to
+from crm_eventstore.worker_probes import keep_beating
 from crm_schemas.registry import DEADLETTER_TOPIC, topic_for
 from faststream.kafka import KafkaBroker
 
@@ -56,6 +57,13 @@ async def run() -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     await app.start()
+
+    async def dependencies() -> None:
+        await handles.pool.fetchval("SELECT 1")
+        if not await broker.ping(timeout=3):
+            raise ConnectionError("Kafka broker unreachable")
+
+    beating = asyncio.create_task(keep_beating(dependencies, stop))
     ticking = asyncio.create_task(scheduler.run(stop, settings.support_sla_interval))
     try:
         await stop.wait()
@@ -63,6 +71,7 @@ async def run() -> None:
         stop.set()
         with contextlib.suppress(Exception):
             await ticking
+        await beating
         await app.stop()
         await handles.close()
 
