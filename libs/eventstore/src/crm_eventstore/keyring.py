@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -109,6 +109,30 @@ class Keyring:
         if row is None or row["wrapped_key"] is None:
             raise KeyDestroyed(f"no data key for customer {customer_id}")
         return self._remember(customer_id, self._unwrap(customer_id, bytes(row["wrapped_key"])))
+
+    async def create_keys(self, customer_ids: Iterable[UUID]) -> None:
+        """Make sure customers have data keys: the missing ones are created in one statement, all are cached."""
+        wanted = [c for c in dict.fromkeys(customer_ids) if c not in self._cache]
+        if not wanted:
+            return
+        wrapped: list[bytes] = []
+        for customer_id in wanted:
+            nonce = os.urandom(_NONCE)
+            key = AESGCM.generate_key(bit_length=256)
+            wrapped.append(nonce + self._master.encrypt(nonce, key, b"crm-key:" + customer_id.bytes))
+        # As in _key(): concurrent creators race, the first insert wins and everyone reads the winner back.
+        await self._pool.execute(
+            "INSERT INTO customer_keys (customer_id, wrapped_key)"
+            " SELECT * FROM unnest($1::uuid[], $2::bytea[]) ON CONFLICT (customer_id) DO NOTHING",
+            wanted,
+            wrapped,
+        )
+        rows = await self._pool.fetch(
+            "SELECT customer_id, wrapped_key FROM customer_keys WHERE customer_id = ANY($1::uuid[])", wanted
+        )
+        for row in rows:
+            if row["wrapped_key"] is not None:
+                self._remember(row["customer_id"], self._unwrap(row["customer_id"], bytes(row["wrapped_key"])))
 
     async def encrypt_fields(
         self, customer_id: UUID, event_id: UUID, payload: Mapping[str, Any], fields: frozenset[str]

@@ -67,6 +67,16 @@ class AppendResult:
 
 
 @dataclass(frozen=True)
+class NewStream:
+    """The first events of a stream, with the idempotency claim of the command behind them."""
+
+    stream_id: str
+    events: Sequence[DomainEvent]
+    idempotency: IdempotencyClaim
+    respond: Callable[[AppendResult], StoredResponse] | None = None
+
+
+@dataclass(frozen=True)
 class RecordedEvent:
     """A stored envelope with its place in the global order."""
 
@@ -283,6 +293,77 @@ class PostgresEventStore:
                 current = await self.stream_state(stream_id)
                 raise WrongExpectedVersion(stream_id, start.version, current.version) from exc
             raise
+
+    async def start_streams(
+        self, streams: Sequence[NewStream], ctx: CommandContext, *, conn: asyncpg.Connection | None = None
+    ) -> list[AppendResult | IdempotencyKeyReused]:
+        """Start many new streams in one transaction, each all-or-nothing with its idempotency claim.
+
+        A stream whose key was claimed before is not written: its result carries the stored response,
+        or is IdempotencyKeyReused when the key came with a different request. With `conn`, the
+        streams join the caller's open transaction.
+        """
+        keys = [s.idempotency.key for s in streams]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each new stream needs an idempotency key of its own")
+        if conn is not None:
+            async with conn.transaction():
+                return await self._start_streams(conn, streams, ctx)
+        async with self.pool.acquire() as own, own.transaction():
+            return await self._start_streams(own, streams, ctx)
+
+    async def _start_streams(
+        self, conn: asyncpg.Connection, streams: Sequence[NewStream], ctx: CommandContext
+    ) -> list[AppendResult | IdempotencyKeyReused]:
+        # Claims first, in one statement: a key another transaction holds makes us wait for it, as in
+        # _claim(); keys are created and events sealed only for the streams this call claimed.
+        claimed = {
+            row["key"]
+            for row in await conn.fetch(
+                "INSERT INTO idempotency_keys (key, request_hash) SELECT * FROM unnest($1::text[], $2::text[])"
+                " ON CONFLICT (key) DO NOTHING RETURNING key",
+                [s.idempotency.key for s in streams],
+                [s.idempotency.request_hash for s in streams],
+            )
+        }
+        mine = [s for s in streams if s.idempotency.key in claimed]
+        await self.keyring.create_keys(e.customer_id for s in mine for e in s.events)
+        results: dict[str, AppendResult | IdempotencyKeyReused] = {}
+        rows: list[tuple[Any, ...]] = []
+        stored: list[StoredResponse] = []
+        for stream in mine:
+            sealed = await self._seal(stream.stream_id, StreamState(0), stream.events, ctx)
+            result = AppendResult(stream.stream_id, len(sealed), tuple(sealed))
+            rows.extend(self._row(e) for e in sealed)
+            stored.append(stream.respond(result) if stream.respond else StoredResponse(200, {}))
+            results[stream.idempotency.key] = result
+        if rows:
+            await conn.executemany(_INSERT, rows)
+            await conn.execute(
+                "UPDATE idempotency_keys AS k SET status_code = u.status_code, response = u.response"
+                " FROM unnest($1::text[], $2::integer[], $3::jsonb[]) AS u(key, status_code, response)"
+                " WHERE k.key = u.key",
+                [s.idempotency.key for s in mine],
+                [r.status_code for r in stored],
+                [r.body for r in stored],
+            )
+        taken = [s for s in streams if s.idempotency.key not in claimed]
+        if taken:
+            earlier = {
+                row["key"]: row
+                for row in await conn.fetch(
+                    "SELECT key, request_hash, status_code, response FROM idempotency_keys WHERE key = ANY($1::text[])",
+                    [s.idempotency.key for s in taken],
+                )
+            }
+            for stream in taken:
+                row = earlier[stream.idempotency.key]
+                results[stream.idempotency.key] = (
+                    AppendResult(stream.stream_id, 0, replayed=StoredResponse(row["status_code"], row["response"]))
+                    if row["request_hash"] == stream.idempotency.request_hash
+                    else IdempotencyKeyReused(stream.idempotency.key)
+                )
+        return [results[s.idempotency.key] for s in streams]
 
     async def _claim(self, conn: asyncpg.Connection, claim: IdempotencyClaim) -> StoredResponse | None:
         # Claiming the key first makes a concurrent duplicate wait on the unique index until

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -39,6 +39,10 @@ class Directory(Protocol):
 
     async def upsert(self, conn: asyncpg.Connection, customer: Customer) -> None:
         """Record a customer's current state, inside the caller's transaction."""
+        ...
+
+    async def upsert_many(self, conn: asyncpg.Connection, customers: Iterable[Customer]) -> None:
+        """upsert() for many customers at once, inside the caller's transaction."""
         ...
 
 

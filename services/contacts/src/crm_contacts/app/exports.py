@@ -15,10 +15,18 @@ from uuid import UUID
 from crm_eventstore.errors import KeyDestroyed
 
 from crm_contacts.app.customers import CustomerCommands
-from crm_contacts.app.imports import EXPORT_HEADERS, FIELDS, IGNORED_HEADERS, JA_HEADERS, Progress
+from crm_contacts.app.imports import EXPORT_HEADERS, FIELDS, FORMULA_START, IGNORED_HEADERS, JA_HEADERS, Progress
 from crm_contacts.domain.customer import Customer
 
 Headers = Literal["fields", "ja"]
+
+# Free text typed by people (a validated phone, number, code or date cannot start a formula). A cell
+# like =HYPERLINK(...) would run when the file is opened in Excel (CSV injection), so it is written
+# as '=HYPERLINK(...); the import removes that quote again.
+_FREE_TEXT = frozenset(
+    {"name", "name_kana", "industry", "address.city", "address.street"}
+    | {"email", "url", "representative", "occupation", "external_id"}
+)
 
 _JA_VALUES = {
     "kind": {"company": "法人", "person": "個人"},
@@ -43,12 +51,13 @@ def header(headers: Headers = "fields", include_merged: bool = False) -> list[st
     return [own["id"], *(names[f] for f in FIELDS), *([own["merged_into"]] if include_merged else [])]
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, free_text: bool = False) -> str:
     if value is None:
         return ""
     if isinstance(value, date):
         return value.isoformat()
-    return str(value)
+    text = str(value)
+    return "'" + text if free_text and text.startswith(FORMULA_START) else text
 
 
 def row(customer: Customer, headers: Headers = "fields", include_merged: bool = False) -> list[str]:
@@ -64,7 +73,7 @@ def row(customer: Customer, headers: Headers = "fields", include_merged: bool = 
     if headers == "ja":
         for name, words in _JA_VALUES.items():
             values[name] = words.get(values[name], values[name])
-    cells = [str(customer.id), *(_text(values[f]) for f in FIELDS)]
+    cells = [str(customer.id), *(_text(values[f], f in _FREE_TEXT) for f in FIELDS)]
     if include_merged:
         cells.append(_text(customer.merged_into))
     return cells

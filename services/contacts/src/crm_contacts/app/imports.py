@@ -1,4 +1,4 @@
-"""Customer import from CSV: column mapping, row-level validation, one idempotent append per row."""
+"""Customer import from CSV: column mapping, row-level validation, each row all-or-nothing and idempotent."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import codecs
 import csv
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,7 +25,14 @@ from uuid import UUID
 import asyncpg
 from crm_eventstore.errors import IdempotencyKeyReused
 from crm_eventstore.ids import new_id
-from crm_eventstore.store import AppendResult, CommandContext, IdempotencyClaim, StoredResponse, StreamState
+from crm_eventstore.store import (
+    AppendResult,
+    CommandContext,
+    IdempotencyClaim,
+    NewStream,
+    StoredResponse,
+    StreamState,
+)
 from crm_schemas.base import DomainEvent
 from pydantic import ValidationError
 
@@ -138,12 +148,14 @@ _WESTERN_DATE = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$")
 _ERA_DATE = re.compile(r"^(明治|大正|昭和|平成|令和|[mtshr])(\d{1,2}|元)[-/.年](\d{1,2})[-/.月](\d{1,2})日?$")
 _AMOUNT = re.compile(r"^(\d+(?:\.\d+)?)(億|万|千)?$")
 _UNITS = {None: 1, "千": 1_000, "万": 10_000, "億": 100_000_000}
+#: What makes a spreadsheet read a cell as a formula; the export quotes such cells with a leading '.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _HYPHENS = str.maketrans(dict.fromkeys("‐‑‒–—―−ー－", "-"))
 
 DIFFERENT_DATA = "external id already imported with different data"
 
 #: Rows per transaction, and transactions in parallel (bench/import_customers.py measures them).
-BATCH_SIZE = 50
+BATCH_SIZE = 200
 CONCURRENCY = 8
 
 
@@ -316,7 +328,7 @@ def resolve_columns(header: Sequence[str], mapping: Mapping[str, str | None] | N
             raise ImportFileError(f"the header has the column {column!r} twice")
         seen.add(column)
         key = _key(column)
-        target = given[key] if key in given else DEFAULT_MAPPING.get(key, "")
+        target = given[key] if key in given else DEFAULT_MAPPING.get(key, "")  # "": no one knows it
         if target == "":
             unmapped.append(column)
         elif target is not None:
@@ -325,11 +337,16 @@ def resolve_columns(header: Sequence[str], mapping: Mapping[str, str | None] | N
                 raise ImportFileError(f"columns {other!r} and {column!r} both map to {target}")
             fields[column] = target
     if "name" not in fields.values():
-        raise ImportFileError("no column maps to name (e.g. 会社名, 顧客名, name); give a --mapping")
+        raise ImportFileError("no column maps to name (e.g. 会社名, 顧客名, name); give a mapping")
     return Columns(fields, unmapped)
 
 
 # --- one row to one command ----------------------------------------------------------------------
+
+
+def _unquote(value: str) -> str:
+    """A cell without the ' our export puts before text a spreadsheet would run as a formula."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
 
 
 def _nfkc(value: str) -> str:
@@ -420,7 +437,7 @@ def to_command(
     """The RegisterCustomer a row asks for, or its (field, message) errors."""
     data: dict[str, Any] = {}
     for column, name in columns.fields.items():
-        raw = (cells.get(column) or "").strip()
+        raw = _unquote((cells.get(column) or "").strip())
         if not raw:
             continue
         value = _CELLS[name](raw) if name in _CELLS else raw
@@ -453,6 +470,42 @@ def claim_for(command: RegisterCustomer) -> IdempotencyClaim:
 
 
 # --- running the import ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A row checked on its own: blank, or its command and claim, or its (field, message) errors."""
+
+    number: int
+    blank: bool = False
+    command: RegisterCustomer | None = None
+    claim: IdempotencyClaim | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+_CHUNK = 1000
+
+
+def _chunks(rows: Iterator[_Row]) -> Iterator[list[_Row]]:
+    while chunk := list(itertools.islice(rows, _CHUNK)):
+        yield chunk
+
+
+def _check(rows: list[_Row], columns: Columns, default_kind: Kind | None) -> list[_Checked]:
+    """Each row checked on its own (no I/O, so that another process can do it)."""
+    checked: list[_Checked] = []
+    for number, cells, shape in rows:
+        if not any((v or "").strip() for v in cells.values()):
+            checked.append(_Checked(number, blank=True))
+        elif shape is not None:
+            checked.append(_Checked(number, errors=[("row", shape)]))
+        else:
+            command = to_command(cells, columns, default_kind)
+            if isinstance(command, list):
+                checked.append(_Checked(number, errors=command))
+            else:
+                checked.append(_Checked(number, command=command, claim=claim_for(command)))
+    return checked
 
 
 @dataclass(frozen=True)
@@ -519,6 +572,7 @@ async def import_customers(
     batch_size: int = BATCH_SIZE,
     progress: Progress | None = None,
     error_file: Path | None = None,
+    executor: Executor | None = None,
 ) -> ImportReport:
     """Import customers from a CSV file (path, bytes or read_csv()) or from rows keyed by header.
 
@@ -526,6 +580,7 @@ async def import_customers(
     `import:sha256:<normalised content>`), so re-running a file imports nothing twice. Rows are written
     `batch_size` to a transaction, each row all-or-nothing, `concurrency` transactions at a time.
     Invalid rows are reported, not imported; for a path, the report goes next to it (`<name>.errors.csv`).
+    With `executor` (a process pool), rows are checked there while this process writes.
     """
     if concurrency < 1 or batch_size < 1:
         raise ValueError("concurrency and batch_size must be at least 1")
@@ -567,36 +622,52 @@ async def import_customers(
 
     queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=concurrency * batch_size)
 
+    async def checked() -> AsyncIterator[_Checked]:
+        if executor is None:
+            for chunk in _chunks(rows):
+                for row in _check(chunk, columns, default_kind):
+                    yield row
+                await asyncio.sleep(0)  # let the writers run between chunks
+            return
+        # Checking a row (parsing, pydantic, phone and e-mail rules) is a third of an import's CPU:
+        # another process does it, a few chunks ahead, while this one decides, seals and writes.
+        loop = asyncio.get_running_loop()
+        ahead: deque[asyncio.Future[list[_Checked]]] = deque()
+        for chunk in _chunks(rows):
+            ahead.append(loop.run_in_executor(executor, _check, chunk, columns, default_kind))
+            if len(ahead) > 2:
+                for row in await ahead.popleft():
+                    yield row
+        while ahead:
+            for row in await ahead.popleft():
+                yield row
+
     async def produce() -> None:
-        for number, cells, shape in rows:
-            if not any((v or "").strip() for v in cells.values()):
+        async for row in checked():
+            if row.blank:
                 finished()
                 continue
             report.rows += 1
-            if shape is not None:
-                fail(number, [("row", shape)])
+            if row.command is None or row.claim is None:
+                fail(row.number, row.errors)
                 continue
-            command = to_command(cells, columns, default_kind)
-            if isinstance(command, list):
-                fail(number, command)
-                continue
-            claim = claim_for(command)
+            command, claim = row.command, row.claim
             earlier = first_seen.get(claim.key)
             if earlier is not None:
                 if earlier[1] == claim.request_hash:
                     report.duplicates += 1
                     finished()
                 else:
-                    fail(number, [("external_id", f"external id also on row {earlier[0]} with different data")])
+                    fail(row.number, [("external_id", f"external id also on row {earlier[0]} with different data")])
                 continue
-            first_seen[claim.key] = (number, claim.request_hash)
+            first_seen[claim.key] = (row.number, claim.request_hash)
             customer_id = new_id()
             try:
                 events = decide(command, Customer(id=customer_id), datetime.now(UTC))
             except DomainError as error:
-                fail(number, [(error.field or "row", str(error))])
+                fail(row.number, [(error.field or "row", str(error))])
                 continue
-            await queue.put(_Job(number, customer_id, events, claim))
+            await queue.put(_Job(row.number, customer_id, events, claim))
         for _ in range(concurrency):
             await queue.put(None)
 
@@ -610,15 +681,14 @@ async def import_customers(
                     break
                 job = queue.get_nowait()
             if batch:
-                for row, outcome in await _write(commands, batch, ctx):
-                    if outcome == "imported":
+                for row in await _write(commands, batch, ctx):
+                    if row.outcome == "imported":
                         report.imported += 1
-                    elif outcome == "replayed":
+                    elif row.outcome == "replayed":
                         report.replayed += 1
                     else:
                         report.invalid += 1
-                        column = columns.column_of("external_id")
-                        report.errors.append(RowError(row, column, "external_id", DIFFERENT_DATA))
+                        report.errors.append(RowError(row.row, columns.column_of(row.field), row.field, row.message))
                     finished()
             if job is None:
                 return
@@ -642,30 +712,63 @@ async def import_customers(
     return report
 
 
-_Outcome = Literal["imported", "replayed", "reused"]
+@dataclass(frozen=True)
+class _Written:
+    """What became of one row of a batch: imported, replayed, or refused (with the field and why)."""
+
+    row: int
+    outcome: Literal["imported", "replayed", "refused"]
+    field: str = ""
+    message: str = ""
 
 
-async def _write(commands: CustomerCommands, batch: list[_Job], ctx: CommandContext) -> list[tuple[int, _Outcome]]:
-    """Append a batch of new customers in one transaction, each row in its own savepoint.
+async def _write(commands: CustomerCommands, batch: list[_Job], ctx: CommandContext) -> list[_Written]:
+    """Append a batch of new customers in one transaction, each row all-or-nothing with its claim."""
+    try:
+        return await _start_batch(commands, batch, ctx)
+    except asyncpg.UniqueViolationError:
+        # A customer registered outside this import already holds an external id of the batch (the
+        # directory keeps external ids unique). The batch rolled back as a whole; row by row, only
+        # the rows at fault are refused.
+        return await _write_rows(commands, batch, ctx)
 
-    Per row: imported, replayed (claimed by an earlier run), or reused (its external id was
-    imported before with different data).
-    """
+
+async def _start_batch(commands: CustomerCommands, batch: list[_Job], ctx: CommandContext) -> list[_Written]:
+    streams = [NewStream(stream_id(j.customer_id), j.events, j.claim, _responder(j.customer_id)) for j in batch]
+    written: list[_Written] = []
+    async with commands.store.pool.acquire() as conn, conn.transaction():
+        results = await commands.store.start_streams(streams, ctx, conn=conn)
+        new: list[Customer] = []
+        for job, result in zip(batch, results, strict=True):
+            if isinstance(result, IdempotencyKeyReused):
+                written.append(_Written(job.row, "refused", "external_id", DIFFERENT_DATA))
+            elif result.replayed is not None:
+                written.append(_Written(job.row, "replayed"))
+            else:
+                written.append(_Written(job.row, "imported"))
+                new.append(fold(job.customer_id, list(job.events)))
+        if commands.directory is not None and new:
+            await commands.directory.upsert_many(conn, new)
+    return written
+
+
+async def _write_rows(commands: CustomerCommands, batch: list[_Job], ctx: CommandContext) -> list[_Written]:
+    """_write() one savepoint per row, so that a row the directory refuses fails alone."""
     store = commands.store
-    outcomes: list[tuple[int, _Outcome]] = []
+    written: list[_Written] = []
     fresh: list[_Job] = []
     for job in batch:
         try:
             replay = await store.find_response(job.claim)
         except IdempotencyKeyReused:
-            outcomes.append((job.row, "reused"))
+            written.append(_Written(job.row, "refused", "external_id", DIFFERENT_DATA))
             continue
         if replay is not None:
-            outcomes.append((job.row, "replayed"))
+            written.append(_Written(job.row, "replayed"))
         else:
             fresh.append(job)
     if not fresh:
-        return outcomes
+        return written
     # One commit per batch instead of per row; a savepoint per row keeps each row all-or-nothing
     # (its events, its idempotency claim, its directory entry) without failing its neighbours.
     async with store.pool.acquire() as conn, conn.transaction():
@@ -673,10 +776,14 @@ async def _write(commands: CustomerCommands, batch: list[_Job], ctx: CommandCont
             try:
                 result = await _append_row(commands, conn, job, ctx)
             except IdempotencyKeyReused:
-                outcomes.append((job.row, "reused"))
+                written.append(_Written(job.row, "refused", "external_id", DIFFERENT_DATA))
                 continue
-            outcomes.append((job.row, "replayed" if result.replayed is not None else "imported"))
-    return outcomes
+            except DomainError as error:
+                # E.g. the directory's ExternalIdTaken: a customer registered elsewhere has this external id.
+                written.append(_Written(job.row, "refused", error.field or "row", str(error)))
+                continue
+            written.append(_Written(job.row, "replayed" if result.replayed is not None else "imported"))
+    return written
 
 
 async def _append_row(

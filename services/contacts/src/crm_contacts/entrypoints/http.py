@@ -3,7 +3,7 @@
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
@@ -13,10 +13,11 @@ from crm_http.auth import Actor, TokenVerifier, actor_dependency
 from crm_http.probes import install_probes
 from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, problem_type, unprocessable
 from crm_schemas.envelope import ActorRef
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from pydantic import BaseModel
 
 from crm_contacts.app.customers import CustomerCommands
+from crm_contacts.app.imports import ImportFileError, import_customers
 from crm_contacts.domain.commands import (
     AddContactPerson,
     ChangeAddress,
@@ -98,6 +99,24 @@ def _expected(if_match: str | None) -> int | None:
     if not text.isdigit():
         raise unprocessable("If-Match", 'must be the ETag of the customer, e.g. "3"')
     return int(text)
+
+
+#: Roles that may bulk-import customers.
+IMPORT_ROLES = frozenset({"admin", "manager", "integration"})
+#: Largest CSV accepted by POST /imports (100,000 rows are about 25 MiB).
+MAX_IMPORT_BYTES = 64 * 1024 * 1024
+
+
+def _import_mapping(text: str | None) -> dict[str, str | None] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        mapping = json.loads(text)
+    except ValueError:
+        raise unprocessable("mapping", "must be a JSON object of CSV header → field name (or null)") from None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str | None) for v in mapping.values()):
+        raise unprocessable("mapping", "must be a JSON object of CSV header → field name (or null)")
+    return mapping
 
 
 def _domain_problem(error: DomainError) -> Problem:
@@ -272,6 +291,41 @@ def create_app(
             return await finder.duplicates(min_score=min_score, limit=limit, cursor=cursor)
         except ValueError:
             raise unprocessable("cursor", "cursor is not valid") from None
+
+    @app.post("/imports")
+    async def import_customers_file(
+        request: Request,
+        actor: CurrentActor,
+        file: Annotated[UploadFile, File(description="CSV: UTF-8 (with or without BOM) or Shift_JIS/CP932")],
+        mapping: Annotated[
+            str | None, Form(description="JSON object: CSV header → field (null skips the column)")
+        ] = None,
+        encoding: Annotated[
+            str | None, Form(description="Input encoding (default: UTF-8 if valid, else CP932)")
+        ] = None,
+        kind: Annotated[
+            Literal["company", "person"] | None, Form(description="Kind of rows without a 種別/kind value")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Import customers from CSV: counts, and each invalid row's errors; posting it again adds nothing."""
+        if actor.role not in IMPORT_ROLES:
+            raise Problem(403, "Forbidden", f"the role {actor.role!r} may not import customers")
+        columns = _import_mapping(mapping)
+        data = await file.read(MAX_IMPORT_BYTES + 1)
+        if len(data) > MAX_IMPORT_BYTES:
+            raise Problem(413, "Content Too Large", f"the file is larger than {MAX_IMPORT_BYTES // 2**20} MiB")
+        try:
+            report = await import_customers(
+                app.state.commands,
+                data,
+                _context(actor, request),
+                mapping=columns,
+                encoding=encoding,
+                default_kind=kind,
+            )
+        except ImportFileError as error:
+            raise unprocessable("file", str(error)) from None
+        return report.as_dict()
 
     def command_endpoint(path: str, model: type[BaseModel], summary: str) -> None:
         async def endpoint(
