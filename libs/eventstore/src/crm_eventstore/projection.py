@@ -217,8 +217,13 @@ def build_consumer_app(
     runners: Sequence[ProjectionRunner[Any]],
     topics: Sequence[str],
     group_id: str,
+    fetch_max_wait_ms: int = 20,
 ) -> FastStream:
-    """A FastStream app feeding every topic record to the runners, committing only afterwards."""
+    """A FastStream app feeding every topic record to the runners, committing only afterwards.
+
+    `fetch_max_wait_ms` bounds how long an idle fetch waits on the broker: aiokafka's default
+    (500 ms) would add up to half a second between a relay's publish and the read model.
+    """
 
     @broker.subscriber(
         *topics,
@@ -226,6 +231,7 @@ def build_consumer_app(
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         max_records=100,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     async def on_record(body: Any, msg: KafkaMessage) -> None:
         record = msg.raw_message
