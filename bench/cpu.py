@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import psutil
 
@@ -23,10 +24,12 @@ class TreeCpu:
 
     Processes that exit between two samples take their CPU time with them; pooled
     connections and long-lived children, which is what the benchmarks measure, stay.
+    `skip(pid, command line)` leaves out descendants (say, a shared server's other clients).
     """
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, skip: Callable[[int, str], bool] | None = None) -> None:
         self.pid = pid
+        self.skip = skip
 
     def sample(self) -> dict[int, float]:
         """Per-process CPU seconds right now."""
@@ -37,6 +40,8 @@ class TreeCpu:
             root = psutil.Process(self.pid)
             for proc in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
+                    if proc.pid != self.pid and self.skip and self.skip(proc.pid, " ".join(proc.cmdline())):
+                        continue
                     times = proc.cpu_times()
                     out[proc.pid] = times.user + times.system
         return out
@@ -62,3 +67,23 @@ async def wait_quiet(max_cores: float, timeout: float, window: float = 1.0) -> f
         cores = (machine_busy() - before) / window
         if cores <= max_cores or time.monotonic() > deadline:
             return cores
+
+
+def every_process() -> dict[int, tuple[str, float]]:
+    """Command line (shortened) and CPU seconds of every process we can see."""
+    out: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["cmdline", "name", "cpu_times"]):
+        times = proc.info.get("cpu_times")
+        if times is None:
+            continue
+        label = " ".join(proc.info.get("cmdline") or []) or proc.info.get("name") or "?"
+        out[proc.pid] = (label[:90], times.user + times.system)
+    return out
+
+
+def busiest_others(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], ours: set[int], count: int = 3
+) -> list[tuple[str, float]]:
+    """The processes outside `ours` that used the most CPU seconds between two samples."""
+    used = [(label, cpu - before.get(pid, (label, 0.0))[1]) for pid, (label, cpu) in after.items() if pid not in ours]
+    return sorted((u for u in used if u[1] > 0), key=lambda u: -u[1])[:count]

@@ -37,7 +37,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 import psutil
-from cpu import TreeCpu, listener_pid, machine_busy
+from cpu import TreeCpu, busiest_others, every_process, listener_pid, machine_busy, wait_quiet
 from crm_cli import stack as local_stack
 from crm_cli.infra import free_port
 from crm_eventstore.provision import database_url
@@ -64,6 +64,39 @@ REDIRECTS = (
 )
 
 console = Console(width=None if sys.stdout.isatty() else 150)
+
+# --what-if: candidate fixes patched into every process of the stack at interpreter start-up
+# (libs/ untouched), to measure what each is worth before anyone writes the real patch.
+WHAT_IF_SITE = """
+import os
+
+_wait = os.environ.get("CRM_BENCH_FETCH_MAX_WAIT_MS")
+if _wait:
+    from faststream.kafka.broker.registrator import KafkaRegistrator
+
+    _subscriber = KafkaRegistrator.subscriber
+
+    def _patched_subscriber(self, *topics, **kwargs):
+        kwargs["fetch_max_wait_ms"] = int(_wait)
+        return _subscriber(self, *topics, **kwargs)
+
+    KafkaRegistrator.subscriber = _patched_subscriber
+
+if os.environ.get("CRM_BENCH_POOL_RESET") == "off":
+    import asyncpg
+
+    _create_pool = asyncpg.create_pool
+
+    async def _keep_session(conn):
+        return None
+
+    def _patched_create_pool(*args, **kwargs):
+        kwargs.setdefault("reset", _keep_session)
+        return _create_pool(*args, **kwargs)
+
+    asyncpg.create_pool = _patched_create_pool
+"""
+WHAT_IFS = {"fetch-wait": "CRM_BENCH_FETCH_MAX_WAIT_MS", "pool-reset": "CRM_BENCH_POOL_RESET"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,9 +130,17 @@ def _epoch_ns(value: datetime) -> int:
 
 
 async def _watch(
-    dsn: str, interval: float, stop: MpEvent, ready: MpEvent, seen_count: Synchronized[int], out: mp.Queue[Any]
+    dsn: str,
+    interval: float,
+    stop: MpEvent,
+    ready: MpEvent,
+    seen_count: Synchronized[int],
+    backend: Synchronized[int],
+    out: mp.Queue[Any],
 ) -> None:
     conn = await asyncpg.connect(dsn)
+    # Which server process serves us, so that its CPU is not booked as the stack's.
+    backend.value = await conn.fetchval("SELECT pg_backend_pid()")
     sightings: dict[UUID, Sighting] = {}
     seen_seq: set[int] = set()
     high = 0
@@ -132,10 +173,16 @@ async def _watch(
 
 
 def watch(
-    dsn: str, interval: float, stop: MpEvent, ready: MpEvent, seen_count: Synchronized[int], out: mp.Queue[Any]
+    dsn: str,
+    interval: float,
+    stop: MpEvent,
+    ready: MpEvent,
+    seen_count: Synchronized[int],
+    backend: Synchronized[int],
+    out: mp.Queue[Any],
 ) -> None:
     """Watcher process main: poll for new timeline rows until stop is set, then report."""
-    asyncio.run(_watch(dsn, interval, stop, ready, seen_count, out))
+    asyncio.run(_watch(dsn, interval, stop, ready, seen_count, backend, out))
 
 
 # ------------------------------------------------------------------------------------------
@@ -220,20 +267,25 @@ async def drive(
 
 
 async def wait_seen(
-    seen: Synchronized[int], expected: int, timeout: float, progress: tuple[Progress, Any] | None = None
+    seen: Synchronized[int],
+    expected: int,
+    timeout: float,
+    progress: tuple[Progress, Any] | None = None,
+    counted_from: int = 0,
 ) -> bool:
-    """Wait until the watcher has seen `expected` rows in all (or the timeout passes)."""
+    """Wait until the watcher has seen `expected` rows in all (or the timeout passes).
+
+    The progress bar shows rows seen beyond `counted_from`.
+    """
     deadline = time.monotonic() + timeout
-    base = seen.value
-    while seen.value < expected:
+    while True:
         if progress is not None:
-            progress[0].update(progress[1], completed=seen.value - base)
+            progress[0].update(progress[1], completed=seen.value - counted_from)
+        if seen.value >= expected:
+            return True
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.05)
-    if progress is not None:
-        progress[0].update(progress[1], completed=seen.value - base)
-    return True
 
 
 # ------------------------------------------------------------------------------------------
@@ -265,10 +317,13 @@ def taken_ports() -> list[str]:
     return taken
 
 
-def component_meters(stack: local_stack.Stack, pg_port: int, kafka_port: int) -> dict[str, TreeCpu]:
-    """A CPU meter per component of the running stack."""
+def component_meters(
+    stack: local_stack.Stack, pg_port: int, kafka_port: int, watcher_backend: int
+) -> dict[str, TreeCpu]:
+    """A CPU meter per component of the running stack, and for the watcher and its server process."""
     meters = {child.name: TreeCpu(child.proc.pid if child.proc else None) for child in stack.children}
-    meters["postgres (all databases)"] = TreeCpu(listener_pid(pg_port))
+    meters["postgres (all databases)"] = TreeCpu(listener_pid(pg_port), skip=lambda pid, _: pid == watcher_backend)
+    meters["postgres backend of the watcher (this benchmark)"] = TreeCpu(watcher_backend)
     meters["tansu (Kafka)"] = TreeCpu(listener_pid(kafka_port))
     return meters
 
@@ -298,6 +353,7 @@ class Figures:
     recorded_to_consumer: Latencies
     consumer_to_seen: Latencies
     cpu_cores: dict[str, float]
+    others: list[tuple[str, float]]
     watcher_polls_per_s: float
     watcher_poll_ms: float
 
@@ -329,6 +385,7 @@ class Figures:
             },
             "cpu_cores": {k: round(v, 3) for k, v in self.cpu_cores.items()},
             "cpu_ms_per_command": {k: round(v, 2) for k, v in self.cpu_ms_per_command().items()},
+            "busiest_other_processes_cores": [[label, round(cores, 2)] for label, cores in self.others],
             "watcher_polls_per_s": round(self.watcher_polls_per_s, 1),
             "watcher_poll_ms": round(self.watcher_poll_ms, 3),
         }
@@ -345,6 +402,7 @@ def figures(
     load: Load,
     sightings: dict[UUID, Sighting],
     cpu_cores: dict[str, float],
+    others: list[tuple[str, float]],
     polls: tuple[int, int, int],
 ) -> Figures:
     """Join what was issued with what the watcher saw."""
@@ -394,6 +452,7 @@ def figures(
         to_consumer,
         to_seen,
         cpu_cores,
+        others,
         count / (elapsed_ns / 1e9) if elapsed_ns else 0.0,
         poll_ns / count / 1e6 if count else 0.0,
     )
@@ -432,6 +491,10 @@ def print_phase(f: Figures, in_flight: int) -> None:
     for name, cores in sorted(f.cpu_cores.items(), key=lambda kv: -kv[1]):
         cpu.add_row(name, f"{cores:.2f}", f"{per[name]:.2f}" if name in per else "-")
     console.print(cpu)
+    if f.others:
+        console.print(
+            "busiest other processes: " + "; ".join(f"{label} ({cores:.2f} cores)" for label, cores in f.others)
+        )
 
 
 def print_summary(phases: list[Figures]) -> None:
@@ -493,9 +556,38 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=200, help="commands issued (at 50/s) before measuring")
     parser.add_argument("--poll-ms", type=float, default=2.0, help="watcher poll interval (default 2 ms)")
     parser.add_argument("--drain", type=float, default=300.0, help="seconds to wait for a phase's last events")
+    parser.add_argument(
+        "--quiet-cores", type=float, default=0.5, help="before each phase, wait until the machine is below this"
+    )
+    parser.add_argument("--quiet-timeout", type=float, default=120.0, help="...but no longer than this (s)")
+    parser.add_argument(
+        "--what-if",
+        default="",
+        help="patch candidate fixes into the stack's processes: fetch-wait=MS (projection consumer's"
+        " fetch_max_wait_ms) and/or pool-reset=off (asyncpg pools skip the reset query),"
+        " comma-separated",
+    )
     parser.add_argument("--json", type=Path, help="write the figures to this file as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary CRM_HOME (logs, data)")
     return parser.parse_args(argv)
+
+
+def apply_what_ifs(spec: str, home: Path) -> dict[str, str]:
+    """Environment for the stack's processes that turns on the asked-for candidate fixes."""
+    if not spec:
+        return {}
+    env: dict[str, str] = {}
+    for item in spec.split(","):
+        name, _, value = item.partition("=")
+        if name not in WHAT_IFS or not value:
+            raise SystemExit(f"--what-if: unknown item {item!r} (fetch-wait=MS, pool-reset=off)")
+        env[WHAT_IFS[name]] = value
+    site = home / "bench-what-if"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(WHAT_IF_SITE)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH", "")]))
+    console.print(f"[yellow]what-if run[/yellow]: {spec} patched into every process of the stack")
+    return env
 
 
 @dataclass
@@ -505,19 +597,20 @@ class Watcher:
     process: Any
     stop: MpEvent
     seen: Synchronized[int]
+    backend: Synchronized[int]
     out: mp.Queue[Any]
 
     @classmethod
     def start(cls, dsn: str, poll_ms: float) -> Watcher:
         ctx = mp.get_context("spawn")
-        stop, ready, seen = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
+        stop, ready, seen, backend = ctx.Event(), ctx.Event(), ctx.Value("i", 0), ctx.Value("i", 0)
         out: mp.Queue[Any] = ctx.Queue()
-        process = ctx.Process(target=watch, args=(dsn, poll_ms / 1000, stop, ready, seen, out), name="watcher")
+        process = ctx.Process(target=watch, args=(dsn, poll_ms / 1000, stop, ready, seen, backend, out), name="watcher")
         process.start()
         while not ready.wait(0.1):
             if not process.is_alive():
                 raise RuntimeError("the watcher process died before it was ready")
-        return cls(process, stop, seen, out)
+        return cls(process, stop, seen, backend, out)
 
     def finish(self) -> dict[str, Any]:
         """Stop polling; everything it saw."""
@@ -543,14 +636,14 @@ async def measure(
     finally:
         await admin.close()
     watcher = Watcher.start(endpoints["database_urls"]["projections"], args.poll_ms)
-    meters = component_meters(stack, pg_port, kafka_port)
+    meters = component_meters(stack, pg_port, kafka_port, watcher.backend.value)
     meters["watcher (this benchmark)"] = TreeCpu(watcher.process.pid)
     # Idle connections are dropped before uvicorn's 5 s keep-alive timeout, so that a request
     # never races the server closing the connection it picked.
     limits = httpx.Limits(
         max_connections=args.in_flight, max_keepalive_connections=args.in_flight, keepalive_expiry=2.0
     )
-    phases: list[tuple[float, Load, dict[str, float]]] = []
+    phases: list[tuple[float, Load, dict[str, float], list[tuple[str, float]]]] = []
     try:
         async with httpx.AsyncClient(
             base_url=endpoints["services"]["contacts"], limits=limits, timeout=300.0
@@ -566,7 +659,10 @@ async def measure(
                     count = int(rate * args.seconds)
                     issued = bar.add_task(f"{rate:.0f}/s: issued", total=count)
                     visible = bar.add_task(f"{rate:.0f}/s: visible", total=count)
+                    # Other tenants of a small machine move these figures more than anything we change.
+                    await wait_quiet(args.quiet_cores, args.quiet_timeout)
                     expected_before = watcher.seen.value
+                    everyone_before = every_process()
                     before = {name: m.sample() for name, m in meters.items()}
                     client_before, machine_before = time.process_time(), machine_busy()
                     started = time.monotonic()
@@ -576,21 +672,26 @@ async def measure(
                         await asyncio.sleep(0.1)
                     load = sender.result()
                     expected = expected_before + len(load.ok)
-                    await wait_seen(watcher.seen, expected, args.drain)
-                    bar.update(visible, completed=watcher.seen.value - expected_before)
+                    if not await wait_seen(watcher.seen, expected, args.drain, (bar, visible), expected_before):
+                        console.print(f"[red]{rate:.0f}/s: not all events visible after --drain {args.drain:.0f} s")
                     window = time.monotonic() - started
-                    cpu = {name: TreeCpu.used(before[name], m.sample()) / window for name, m in meters.items()}
+                    after = {name: m.sample() for name, m in meters.items()}
+                    ours = {os.getpid(), *(pid for sample in [*before.values(), *after.values()] for pid in sample)}
+                    others = [
+                        (label, used / window) for label, used in busiest_others(everyone_before, every_process(), ours)
+                    ]
+                    cpu = {name: TreeCpu.used(before[name], after[name]) / window for name in meters}
                     cpu["load generator (this benchmark)"] = (time.process_time() - client_before) / window
                     cpu["everything else on the machine"] = max(
                         0.0, (machine_busy() - machine_before) / window - sum(cpu.values())
                     )
-                    phases.append((rate, load, cpu))
+                    phases.append((rate, load, cpu, others))
     finally:
         watched = watcher.finish()
     results = []
-    for rate, load, cpu in phases:
+    for rate, load, cpu, others in phases:
         polls = (watched["polls"], watched["poll_ns"], watched["elapsed_ns"])
-        result = figures(rate, load, watched["sightings"], cpu, polls)
+        result = figures(rate, load, watched["sightings"], cpu, others, polls)
         print_phase(result, args.in_flight)
         results.append(result)
     print_summary(results)
@@ -616,6 +717,7 @@ def main(argv: list[str] | None = None) -> None:
         "CRM_KAFKA_PORT": str(kafka_port),
         "CRM_INFRA_NO_DOCKER": "1",
     }
+    os.environ |= apply_what_ifs(args.what_if, home)
     about = machine()
     started = time.monotonic()
     stack = local_stack.start(home)
@@ -626,6 +728,7 @@ def main(argv: list[str] | None = None) -> None:
             report = {
                 "machine": about,
                 "args": {k: str(v) for k, v in vars(args).items()},
+                "what_if": args.what_if or None,
                 "phases": [r.as_dict() for r in results],
             }
             args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
