@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -22,8 +23,9 @@ Personal = Annotated[T, PERSONAL]
 CIPHERTEXT_PREFIX = "enc:v1:"
 
 
+@functools.cache
 def personal_fields(model: type[BaseModel]) -> frozenset[str]:
-    """Names of a model's fields marked as personal data."""
+    """Names of a model's fields marked as personal data (computed once per class)."""
     return frozenset(
         name for name, info in model.model_fields.items() if any(isinstance(m, PersonalData) for m in info.metadata)
     )
