@@ -32,6 +32,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -526,7 +527,7 @@ async def seal_breakdown(store: PostgresEventStore, ctx: CommandContext, rounds:
     steps: dict[str, Callable[[], Awaitable[object] | object]] = {
         "new_id() (UUIDv7)": new_id,
         "event.to_payload()": event.to_payload,
-        "event.personal_fields() (recomputed on every call)": event.personal_fields,
+        "event.personal_fields()": event.personal_fields,
         "keyring.encrypt_fields, key cached (1 personal field)": lambda: store.keyring.encrypt_fields(
             customer, event_id, event.to_payload(), personal
         ),
@@ -722,12 +723,10 @@ async def bench(args: argparse.Namespace, db: BenchDatabase) -> dict[str, Any]:
                 for round_no in range(1, args.repeat + 1):
                     for key in runs:
                         label = f"{key}: {SCENARIOS[key].title} (run {round_no}/{args.repeat})"
-                        outcome, tries = await clean_run(
-                            lambda key=key, label=label: run_scenario(
-                                store, ctx, SCENARIOS[key], args.events, args, customers, meter, (bar, label)
-                            ),
-                            args,
+                        run = partial(
+                            run_scenario, store, ctx, SCENARIOS[key], args.events, args, customers, meter, (bar, label)
                         )
+                        outcome, tries = await clean_run(run, args)
                         attempts += tries
                         runs[key].append(outcome)
             shown = {key: median_run(outcomes) for key, outcomes in runs.items()}
@@ -788,12 +787,18 @@ async def what_if(
                 async with open_store(db, urls, args, variant) as store:
                     await run_scenario(store, ctx, SCENARIOS["A"], args.warmup, args, customers, meter)
                     label = f"what-if A: {variant.name} (run {round_no}/{args.repeat})"
-                    outcome, tries = await clean_run(
-                        lambda store=store, label=label: run_scenario(
-                            store, ctx, SCENARIOS["A"], args.what_if_events, args, customers, meter, (bar, label)
-                        ),
+                    run = partial(
+                        run_scenario,
+                        store,
+                        ctx,
+                        SCENARIOS["A"],
+                        args.what_if_events,
                         args,
+                        customers,
+                        meter,
+                        (bar, label),
                     )
+                    outcome, tries = await clean_run(run, args)
                     attempts += tries
                     runs[variant.name].append(outcome)
     shown = {name: median_run(outcomes) for name, outcomes in runs.items()}
