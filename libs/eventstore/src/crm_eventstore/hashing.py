@@ -35,7 +35,18 @@ def canonical_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_PLAIN = (str, int, bool, type(None))
+
+
 def _normalise(value: Any) -> Any:
+    # Exact-type fast paths first: this runs for every member of every event appended.
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if kind is list:
+        return [_normalise(v) for v in value]
     # Floats are refused: their JSON spelling is not stable across jsonb round trips.
     # Money and other decimals travel as decimal strings.
     if isinstance(value, float):
