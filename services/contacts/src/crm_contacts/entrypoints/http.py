@@ -1,18 +1,17 @@
 """HTTP API of the contacts service (port 8001): one endpoint per command, plus reads."""
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID
 
 from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
+from crm_eventstore.http_commands import command_context, expected_version, idempotency_claim
 from crm_eventstore.ids import new_id
-from crm_eventstore.store import AppendResult, CommandContext, IdempotencyClaim, StoredResponse
+from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import Actor, TokenVerifier, actor_dependency
 from crm_http.probes import install_probes
 from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, problem_type, unprocessable
-from crm_schemas.envelope import ActorRef
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from pydantic import BaseModel
 
@@ -68,37 +67,6 @@ class Candidates(Protocol):
     async def duplicates(self, min_score: float = 0.8, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
         """Candidate pairs, best first."""
         ...
-
-
-def _claim(actor: Actor, key: str | None, request: Request, body: Any) -> IdempotencyClaim | None:
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 200:
-        raise unprocessable("Idempotency-Key", "must be 1 to 200 characters")
-    fingerprint = json.dumps([request.method, request.url.path, body], sort_keys=True, default=str)
-    return IdempotencyClaim(f"{actor.subject}:{key}", hashlib.sha256(fingerprint.encode()).hexdigest())
-
-
-def _context(actor: Actor, request: Request) -> CommandContext:
-    correlation = request.headers.get("x-correlation-id")
-    try:
-        correlation_id = UUID(correlation) if correlation else new_id()
-    except ValueError:
-        raise unprocessable("X-Correlation-ID", "must be a UUID") from None
-    return CommandContext(
-        actor=ActorRef(**actor.as_envelope()),
-        correlation_id=correlation_id,
-        traceparent=request.headers.get("traceparent"),
-    )
-
-
-def _expected(if_match: str | None) -> int | None:
-    if if_match is None or if_match.strip() == "*":
-        return None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise unprocessable("If-Match", 'must be the ETag of the customer, e.g. "3"')
-    return int(text)
 
 
 #: Roles that may bulk-import customers.
@@ -199,7 +167,7 @@ def create_app(
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         service: CustomerCommands = app.state.commands
-        claim = _claim(actor, idempotency_key, request, body.model_dump(mode="json"))
+        claim = idempotency_claim(actor, idempotency_key, request, body.model_dump(mode="json"))
         computed: dict[str, Any] = dict(extra or {})
 
         def respond(result: AppendResult) -> StoredResponse:
@@ -210,8 +178,8 @@ def create_app(
                 outcome = await service.merge(
                     customer_id,
                     command,
-                    _context(actor, request),
-                    expected_version=_expected(if_match),
+                    command_context(actor, request),
+                    expected_version=expected_version(if_match, "customer"),
                     idempotency=claim,
                     respond=respond,
                 )
@@ -219,8 +187,8 @@ def create_app(
                 outcome = await service.execute(
                     customer_id,
                     command,
-                    _context(actor, request),
-                    expected_version=_expected(if_match),
+                    command_context(actor, request),
+                    expected_version=expected_version(if_match, "customer"),
                     idempotency=claim,
                     respond=respond,
                 )
@@ -318,7 +286,7 @@ def create_app(
             report = await import_customers(
                 app.state.commands,
                 data,
-                _context(actor, request),
+                command_context(actor, request),
                 mapping=columns,
                 encoding=encoding,
                 default_kind=kind,

@@ -1,13 +1,12 @@
 """HTTP API of the support service (port 8003): one endpoint per ticket command, plus reads."""
 
-import hashlib
-import json
 from typing import Annotated, Any
 from uuid import UUID
 
 from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
+from crm_eventstore.http_commands import command_context, expected_version, idempotency_claim
 from crm_eventstore.ids import new_id
-from crm_eventstore.store import AppendResult, CommandContext, IdempotencyClaim, StoredResponse
+from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import Actor, TokenVerifier, actor_dependency
 from crm_http.probes import install_probes
 from crm_http.problems import (
@@ -19,7 +18,6 @@ from crm_http.problems import (
     problem_type,
     unprocessable,
 )
-from crm_schemas.envelope import ActorRef
 from fastapi import Body, Depends, FastAPI, Header, Request, Response
 from pydantic import BaseModel
 
@@ -52,37 +50,6 @@ class Accepted(BaseModel):
 
     id: UUID
     version: int
-
-
-def _claim(actor: Actor, key: str | None, request: Request, body: Any) -> IdempotencyClaim | None:
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 200:
-        raise unprocessable("Idempotency-Key", "must be 1 to 200 characters")
-    fingerprint = json.dumps([request.method, request.url.path, body], sort_keys=True, default=str)
-    return IdempotencyClaim(f"{actor.subject}:{key}", hashlib.sha256(fingerprint.encode()).hexdigest())
-
-
-def _context(actor: Actor, request: Request) -> CommandContext:
-    correlation = request.headers.get("x-correlation-id")
-    try:
-        correlation_id = UUID(correlation) if correlation else new_id()
-    except ValueError:
-        raise unprocessable("X-Correlation-ID", "must be a UUID") from None
-    return CommandContext(
-        actor=ActorRef(**actor.as_envelope()),
-        correlation_id=correlation_id,
-        traceparent=request.headers.get("traceparent"),
-    )
-
-
-def _expected(if_match: str | None) -> int | None:
-    if if_match is None or if_match.strip() == "*":
-        return None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise unprocessable("If-Match", 'must be the ETag of the ticket, e.g. "3"')
-    return int(text)
 
 
 def _domain_problem(error: DomainError) -> Problem:
@@ -203,8 +170,8 @@ def create_app(commands: TicketCommands | None, verifier: TokenVerifier, lifespa
         status: int = 200,
     ) -> dict[str, Any]:
         service: TicketCommands = app.state.commands
-        claim = _claim(actor, idempotency_key, request, command.model_dump(mode="json"))
-        ctx = _context(actor, request)
+        claim = idempotency_claim(actor, idempotency_key, request, command.model_dump(mode="json"))
+        ctx = command_context(actor, request)
 
         def respond(result: AppendResult) -> StoredResponse:
             body: dict[str, Any] = {"id": str(ticket_id), "version": result.version}
@@ -225,7 +192,7 @@ def create_app(commands: TicketCommands | None, verifier: TokenVerifier, lifespa
                     ticket_id,
                     command,
                     ctx,
-                    expected_version=_expected(if_match),
+                    expected_version=expected_version(if_match, "ticket"),
                     idempotency=claim,
                     respond=respond,
                 )
