@@ -27,7 +27,6 @@ import secrets
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,8 +38,8 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
+from bench_server import admin_server
 from cpu import TreeCpu, busiest_others, every_process, listener_pid, machine_busy, wait_quiet
-from crm_cli.infra import Postgres, free_port, provide_postgres
 from crm_eventstore import hashing
 from crm_eventstore.hashing import event_hash
 from crm_eventstore.ids import new_id
@@ -65,8 +64,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-ENV_URL = "CRM_BENCH_DATABASE_URL"
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 NAME = "株式会社ベンチ商事"
 
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -156,27 +153,6 @@ class Outcome:
 # ------------------------------------------------------------------------------------------
 # Database: where it runs, what we create on it, and how we remove it again
 # ------------------------------------------------------------------------------------------
-
-
-async def _answers(url: str) -> bool:
-    try:
-        conn = await asyncpg.connect(url, timeout=2)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await conn.close()
-    return True
-
-
-def admin_server() -> tuple[Postgres, Path | None]:
-    """The server to benchmark on, and the embedded data dir to delete afterwards (if any)."""
-    url = os.environ.get(ENV_URL, "").strip()
-    if url:
-        return Postgres(url, stop=lambda: None), None
-    if asyncio.run(_answers(DEFAULT_ADMIN_URL)):
-        return Postgres(DEFAULT_ADMIN_URL, stop=lambda: None), None
-    data = Path(tempfile.mkdtemp(prefix="crm-bench-pg-"))
-    console.print(f"no PostgreSQL on {DEFAULT_ADMIN_URL}: starting an embedded one in {data}")
-    return provide_postgres(data / "pgdata", free_port(), ENV_URL), data
 
 
 @dataclass(frozen=True)
@@ -848,7 +824,7 @@ async def profile(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    server, embedded_dir = admin_server()
+    server, embedded_dir = admin_server(console)
     try:
         db = BenchDatabase.fresh(server.admin_url)
         report = asyncio.run(bench(args, db))

@@ -23,16 +23,14 @@ import secrets
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
-from crm_cli.infra import Postgres, free_port, provide_postgres
+from bench_server import admin_server
 from crm_contacts.app.directory import DIRECTORY_COLUMNS, DIRECTORY_DDL, CustomerDirectory, directory_record
 from crm_contacts.domain.customer import Customer
 from crm_contacts.domain.matching import DEFAULT_MIN_SCORE, MatchKeys, candidate_pairs, find_duplicates, score
@@ -43,8 +41,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-ENV_URL = "CRM_BENCH_DATABASE_URL"
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_PRECISION = 0.95
 TARGET_RECALL = 0.95
 TARGET_SECONDS = 60.0
@@ -210,27 +206,6 @@ def in_memory(labelled: LabelledSet, keys: list[MatchKeys], min_score: float) ->
     )
 
 
-async def _answers(url: str) -> bool:
-    try:
-        conn = await asyncpg.connect(url, timeout=2)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await conn.close()
-    return True
-
-
-def admin_server() -> tuple[Postgres, Path | None]:
-    """The server to benchmark on, and the embedded data dir to delete afterwards (if any)."""
-    url = os.environ.get(ENV_URL, "").strip()
-    if url:
-        return Postgres(url, stop=lambda: None), None
-    if asyncio.run(_answers(DEFAULT_ADMIN_URL)):
-        return Postgres(DEFAULT_ADMIN_URL, stop=lambda: None), None
-    data = Path(tempfile.mkdtemp(prefix="crm-bench-pg-"))
-    console.print(f"no PostgreSQL on {DEFAULT_ADMIN_URL}: starting an embedded one in {data}")
-    return provide_postgres(data / "pgdata", free_port(), ENV_URL), data
-
-
 async def on_postgres(
     admin_url: str, customers: list[Customer], keys: list[MatchKeys], min_score: float, keep: bool
 ) -> None:
@@ -322,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     in_memory(labelled, keys, args.min_score)
     if args.skip_db:
         return
-    server, embedded = admin_server()
+    server, embedded = admin_server(console)
     try:
         asyncio.run(on_postgres(server.admin_url, labelled.customers, keys, args.min_score, args.keep))
     finally:

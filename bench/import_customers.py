@@ -30,8 +30,8 @@ from uuid import UUID
 
 import asyncpg
 import psutil
+from bench_server import admin_server
 from crm_cli.customers import ContactsConnection, open_commands
-from crm_cli.infra import Postgres, free_port, provide_postgres
 from crm_contacts import database as contacts_database
 from crm_contacts.app.customers import CustomerCommands
 from crm_contacts.app.imports import BATCH_SIZE, CONCURRENCY, ImportReport, import_customers
@@ -43,8 +43,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-ENV_URL = "CRM_BENCH_DATABASE_URL"
-DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TARGET_SECONDS = 120.0
 TARGET_ROWS = 100_000
 
@@ -175,27 +173,6 @@ def write_csv(path: Path, rows: list[list[str]], encoding: str) -> None:
 
 
 # --- where it runs ------------------------------------------------------------------------------------
-
-
-async def _answers(url: str) -> bool:
-    try:
-        conn = await asyncpg.connect(url, timeout=2)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await conn.close()
-    return True
-
-
-def admin_server() -> tuple[Postgres, Path | None]:
-    """The server to run on, and the embedded data dir to delete afterwards (if any)."""
-    url = os.environ.get(ENV_URL, "").strip()
-    if url:
-        return Postgres(url, stop=lambda: None), None
-    if asyncio.run(_answers(DEFAULT_ADMIN_URL)):
-        return Postgres(DEFAULT_ADMIN_URL, stop=lambda: None), None
-    data = Path(tempfile.mkdtemp(prefix="crm-bench-pg-"))
-    console.print(f"no PostgreSQL on {DEFAULT_ADMIN_URL}: starting an embedded one in {data}")
-    return provide_postgres(data / "pgdata", free_port(), ENV_URL), data
 
 
 @dataclass(frozen=True)
@@ -432,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     write_csv(path, generate(args.rows, args.seed), args.encoding)
     console.print(f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f} s: {path}")
-    server, embedded_dir = admin_server()
+    server, embedded_dir = admin_server(console)
     db = BenchDatabase.fresh(server.admin_url)
     try:
         # As `crm import customers` does for big files: rows are checked in a second process.
