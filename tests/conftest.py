@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,28 @@ from typing import Any
 
 import pytest
 from crm_cli.infra import free_port
+from crm_cli.stack import METRICS_PORTS
+
+
+def _free_run(count: int) -> int:
+    """A first port such that it and the next count-1 ports are all free (the stack uses base+n)."""
+    for _ in range(200):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no run of {count} free ports found")
 
 
 class Stack:
@@ -24,7 +47,7 @@ class Stack:
             "CRM_HOME": str(home),
             "CRM_PG_PORT": str(free_port()),
             "CRM_KAFKA_PORT": str(free_port()),
-            "CRM_METRICS_PORT_BASE": str(free_port()),
+            "CRM_METRICS_PORT_BASE": str(_free_run(len(METRICS_PORTS))),
             **{f"CRM_{n}_PORT": str(free_port()) for n in ("PROJECTIONS", "CONTACTS", "DEALS", "SUPPORT")},
         }
         for name in ("CRM_DATABASE_URL", "CRM_KAFKA_BOOTSTRAP_SERVERS"):
