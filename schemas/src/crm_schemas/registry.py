@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from crm_schemas import contacts, support
+from crm_schemas import contacts, deals, support
 from crm_schemas.base import DomainEvent
 
 SERVICES: tuple[str, ...] = ("contacts", "deals", "support")
@@ -22,7 +22,7 @@ def _events_of(module: object) -> list[type[DomainEvent]]:
 
 
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
-    model.model_fields["type"].default: model for module in (contacts, support) for model in _events_of(module)
+    model.model_fields["type"].default: model for module in (contacts, deals, support) for model in _events_of(module)
 }
 
 
