@@ -156,7 +156,7 @@ def migrate(
 ) -> None:
     """Apply a database's schema and grants; safe to run twice (the Kubernetes migration Job runs this)."""
     from crm_eventstore.provision import migrate_event_store, migrate_keyring, migrate_read_models
-    from crm_projections.timeline.project import TIMELINE_DDL, TIMELINE_GRANTS
+    from crm_projections.read_models import READ_MODELS_DDL, READ_MODELS_GRANTS
 
     if target in SERVICES:
         from crm_cli.stack import service_tables
@@ -164,7 +164,9 @@ def migrate(
         ddl, role_grants = service_tables(target)
         asyncio.run(migrate_event_store(database_url, (role or [f"crm_{target}"])[0], ddl, role_grants))
     elif target == "projections":
-        asyncio.run(migrate_read_models(database_url, (role or ["crm_projections"])[0], TIMELINE_DDL, TIMELINE_GRANTS))
+        asyncio.run(
+            migrate_read_models(database_url, (role or ["crm_projections"])[0], READ_MODELS_DDL, READ_MODELS_GRANTS)
+        )
     elif target == "keys":
         asyncio.run(migrate_keyring(database_url, role or [f"crm_{s}" for s in [*SERVICES, "projections"]]))
     else:

@@ -22,7 +22,7 @@ from crm_eventstore.provision import (
     provision_read_models,
 )
 from crm_http.auth import DevIssuer
-from crm_projections.timeline.project import TIMELINE_DDL, TIMELINE_GRANTS
+from crm_projections.read_models import READ_MODELS_DDL, READ_MODELS_GRANTS
 from crm_schemas.registry import SERVICES
 from rich.console import Console
 
@@ -105,8 +105,8 @@ async def provision(admin_url: str, home: Path) -> Provisioned:
         "crm_projections",
         "crm_projections",
         values["db_password_projections"],
-        TIMELINE_DDL,
-        TIMELINE_GRANTS,
+        READ_MODELS_DDL,
+        READ_MODELS_GRANTS,
     )
     roles = [f"crm_{s}" for s in [*SERVICES, "projections"]]
     await provision_keyring(admin_url, roles)
