@@ -15,6 +15,7 @@ from crm_schemas.registry import SERVICES
 from rich.console import Console
 
 from crm_cli.customers import export_app, import_app
+from crm_cli.demo_cli import demo_command
 
 app = typer.Typer(help="Event-sourced CRM: local stack and operations.", no_args_is_help=True)
 audit = typer.Typer(help="Audit the tamper-evident event history.", no_args_is_help=True)
@@ -25,12 +26,24 @@ console = Console()
 
 
 @app.command()
-def up() -> None:
+def up(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the demo book (`crm demo`) when the system is empty")
+    ] = False,
+) -> None:
     """Start the whole system locally (embedded PostgreSQL and Kafka unless URLs are configured)."""
     from crm_cli.stack import HTTP_PORTS, crm_home, start
 
     home = crm_home()
     stack = start(home)
+    if demo:
+        from crm_cli.demo_cli import load_demo_if_empty
+
+        try:
+            load_demo_if_empty(home, console)
+        except BaseException:
+            stack.stop()
+            raise
     console.print("\n[bold]CRM is up[/bold]")
     for name, port in HTTP_PORTS.items():
         console.print(f"  {name:<12} http://127.0.0.1:{port}  (docs: /docs, OpenAPI: /openapi.json)")
@@ -172,6 +185,9 @@ def migrate(
     else:
         raise typer.BadParameter(f"unknown target {target!r}")
     console.print(f"migrated {target}")
+
+
+app.command(name="demo")(demo_command)
 
 
 @app.command()
