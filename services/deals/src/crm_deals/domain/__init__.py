@@ -1,0 +1,1 @@
+"""The deals domain: pure deciders for deals, activities, contracts, orders, invoices and budgets."""
