@@ -439,3 +439,20 @@ class CustomerUnmergedFrom(ContactsEvent):
     type: Literal["contacts.CustomerUnmergedFrom"] = "contacts.CustomerUnmergedFrom"
     schema_version: Literal[1] = 1
     survivor_id: UUID
+
+
+ErasureBasis = Literal["data_subject_request", "retention_expired", "legal_obligation"]
+
+
+class CustomerErased(ContactsEvent):
+    """The customer's personal data was erased: its data key is destroyed, its earlier personal fields unreadable."""
+
+    summary_en: ClassVar[str] = "Personal data erased ({basis})"
+    summary_ja: ClassVar[str] = "個人データ消去（{basis}）"
+
+    type: Literal["contacts.CustomerErased"] = "contacts.CustomerErased"
+    schema_version: Literal[1] = 1
+    basis: ErasureBasis = Field(description="Why: the data subject asked (GDPR Art. 17, APPI §35), retention ended, …")
+    survivor_id: UUID | None = Field(
+        default=None, description="Set on a merged duplicate erased together with the customer it was merged into"
+    )

@@ -9,7 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 import asyncpg
-from crm_eventstore.errors import WrongExpectedVersion
+from crm_eventstore.errors import KeyDestroyed, WrongExpectedVersion
 from crm_eventstore.store import (
     AppendResult,
     CommandContext,
@@ -20,16 +20,18 @@ from crm_eventstore.store import (
 )
 from crm_schemas.base import DomainEvent
 
-from crm_contacts.domain.commands import MergeCustomer, UnmergeCustomer
+from crm_contacts.domain.commands import EraseCustomer, MergeCustomer, UnmergeCustomer
 from crm_contacts.domain.customer import (
     Command,
     Customer,
     UnknownCustomer,
     decide,
+    decide_erase,
     decide_merge,
     decide_unmerge,
     evolve,
     fold,
+    shredded,
     stream_id,
 )
 
@@ -43,6 +45,10 @@ class Directory(Protocol):
 
     async def upsert_many(self, conn: asyncpg.Connection, customers: Iterable[Customer]) -> None:
         """upsert() for many customers at once, inside the caller's transaction."""
+        ...
+
+    async def forget(self, conn: asyncpg.Connection, customer_id: UUID) -> None:
+        """Remove an erased customer's entry, inside the caller's transaction."""
         ...
 
 
@@ -74,12 +80,19 @@ class CustomerCommands:
         self._clock = clock
 
     async def load(self, customer_id: UUID) -> Customer:
-        """The customer's current write-side state (unregistered if the stream is empty)."""
-        events, _ = await self.store.load(stream_id(customer_id))
-        return fold(customer_id, events)
+        """The customer's current write-side state (unregistered if the stream is empty; `erased` after erasure)."""
+        state, _ = await self._load(customer_id)
+        return state
 
     async def _load(self, customer_id: UUID) -> tuple[Customer, StreamState]:
-        events, head = await self.store.load(stream_id(customer_id))
+        try:
+            events, head = await self.store.load(stream_id(customer_id))
+        except KeyDestroyed:
+            # Crypto-shredded: the personal fields cannot be decrypted any more, so the state is
+            # rebuilt from what the events say in the clear (kind, merge links, the erasure itself).
+            envelopes = await self.store.read_stream(stream_id(customer_id))
+            head = StreamState(envelopes[-1].version, envelopes[-1].hash) if envelopes else StreamState(0)
+            return shredded(customer_id, [(e.type, e.payload) for e in envelopes]), head
         return fold(customer_id, events), head
 
     @staticmethod
@@ -187,9 +200,66 @@ class CustomerCommands:
             return Outcome(replayed.result, None)
         return Outcome(result, survivor_after)
 
+    async def erase(
+        self,
+        customer_id: UUID,
+        command: EraseCustomer,
+        ctx: CommandContext,
+        *,
+        expected_version: int | None = None,
+        idempotency: IdempotencyClaim | None = None,
+        respond: Callable[[AppendResult], StoredResponse] | None = None,
+    ) -> tuple[AppendResult, list[UUID]]:
+        """Erase a customer and the duplicates merged into it; (result, every customer id erased).
+
+        CustomerErased is appended and the directory entries deleted in one transaction; then the
+        data keys are destroyed (crypto-shredding), so every personal field of their events in every
+        service and read model is unreadable for good while the events and hash chains stay.
+        """
+        store = self.store
+        if idempotency is not None:
+            replay = await store.find_response(idempotency)
+            if replay is not None:
+                return AppendResult(stream_id(customer_id), 0, replayed=replay), []
+        state, head = await self._load(customer_id)
+        if not state.registered:
+            raise UnknownCustomer(f"customer {customer_id} does not exist", field="id")
+        self._check_version(customer_id, expected_version, head)
+        loaded = [await self._load(absorbed) for absorbed in sorted(state.merges, key=str)]
+        decided = decide_erase(command, state, [s for s, _ in loaded], self._clock())
+        heads = {s.id: h for s, h in loaded} | {customer_id: head}
+        erased = [customer_id, *(s.id for s, _ in loaded if s.merged_into == customer_id)]
+        result = AppendResult(stream_id(customer_id), head.version)
+        try:
+            async with store.pool.acquire() as conn, conn.transaction():
+                # The erasure is recorded before any key is destroyed: a crash in between leaves an
+                # erasure on record whose retry destroys the keys; never shredded data without a record.
+                for other, events in decided.items():
+                    if other != customer_id:
+                        await store.append(stream_id(other), heads[other], events, ctx, conn=conn)
+                result = await store.append(
+                    stream_id(customer_id),
+                    head,
+                    decided.get(customer_id, []),
+                    ctx,
+                    idempotency=idempotency,
+                    respond=respond,
+                    conn=conn,
+                )
+                if result.replayed is not None:
+                    raise _Replayed(result)
+                if self.directory is not None:
+                    for erased_id in erased:
+                        await self.directory.forget(conn, erased_id)
+        except _Replayed as replayed:
+            return replayed.result, []
+        for erased_id in erased:
+            await store.keyring.destroy(erased_id)
+        return result, erased
+
 
 class _Replayed(Exception):
-    """Rolls back a merge whose Idempotency-Key turned out to be already used."""
+    """Rolls back a merge or erasure whose Idempotency-Key turned out to be already used."""
 
     def __init__(self, result: AppendResult) -> None:
         super().__init__("replayed")

@@ -131,7 +131,7 @@ async def export_customers(
         for start in range(0, len(ids), chunk):
             # Loaded concurrently a chunk at a time, written in id order.
             for customer in await asyncio.gather(*(load(i) for i in ids[start : start + chunk])):
-                if customer is None:
+                if customer is None or customer.erased:
                     report.erased += 1
                     continue
                 if not customer.registered:

@@ -293,3 +293,13 @@ class UnmergeCustomer(_Command):
     """Reverse an earlier merge of `absorbed_id` into this customer."""
 
     absorbed_id: UUID
+
+
+class EraseCustomer(BaseModel):
+    """Erase the customer's personal data for good (crypto-shredding); privileged and irreversible."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    basis: Literal["data_subject_request", "retention_expired", "legal_obligation"] = Field(
+        default="data_subject_request", description="Why the data is erased"
+    )

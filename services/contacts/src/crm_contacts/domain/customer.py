@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal, assert_never
@@ -22,6 +23,7 @@ from crm_schemas.contacts import (
     CustomerCapitalChanged,
     CustomerCorporateNumberAssigned,
     CustomerEmailChanged,
+    CustomerErased,
     CustomerFiscalMonthChanged,
     CustomerHeadcountChanged,
     CustomerIndustryChanged,
@@ -60,6 +62,7 @@ from crm_contacts.domain.commands import (
     ChangeRank,
     ChangeTags,
     ContactPersonLeaves,
+    EraseCustomer,
     JoinCampaign,
     MergeCustomer,
     MoveContactPerson,
@@ -152,6 +155,12 @@ class ContactPersonHasLeft(DomainError):
     status = 409
 
 
+class CustomerWasErased(DomainError):
+    """The customer's personal data was erased: the record takes no more commands."""
+
+    status = 410
+
+
 class NotMerged(DomainError):
     """Unmerging a pair that is not merged."""
 
@@ -230,6 +239,9 @@ class Customer:
     persons: dict[UUID, ContactPerson] = field(default_factory=dict)
     merged_into: UUID | None = None
     merges: dict[UUID, MergeRecord] = field(default_factory=dict)
+    #: Personal data erased: recorded by CustomerErased, or the data key is gone (nothing can be decrypted).
+    erased: bool = False
+    erasure_recorded: bool = False
     version: int = 0
 
     @property
@@ -293,6 +305,8 @@ def _address(value: AddressIn | None) -> PostalAddress | None:
 def _live(state: Customer) -> None:
     if not state.registered:
         raise UnknownCustomer(f"customer {state.id} does not exist", field="id")
+    if state.erased:
+        raise CustomerWasErased(f"customer {state.id} was erased", field="id")
     if state.merged_into is not None:
         raise CustomerWasMerged(
             f"customer {state.id} was merged into {state.merged_into}",
@@ -560,6 +574,8 @@ def decide_merge(
         raise DomainError("a customer cannot be merged into itself", field="absorbed_id")
     if not absorbed.registered:
         raise UnknownCustomer(f"customer {absorbed.id} does not exist", field="absorbed_id")
+    if absorbed.erased:
+        raise CustomerWasErased(f"customer {absorbed.id} was erased", field="absorbed_id")
     if absorbed.merged_into is not None:
         raise CustomerWasMerged(
             f"customer {absorbed.id} was already merged into {absorbed.merged_into}",
@@ -644,6 +660,61 @@ def decide_unmerge(
         ],
         [CustomerUnmergedFrom(customer_id=absorbed.id, occurred_at=at, survivor_id=survivor.id)],
     )
+
+
+def decide_erase(
+    command: EraseCustomer, state: Customer, absorbed: Sequence[Customer], now: datetime
+) -> dict[UUID, list[DomainEvent]]:
+    """CustomerErased for the customer and for every duplicate still merged into it, by customer id.
+
+    A merged duplicate is the same data subject and its values were copied into the survivor's
+    stream, so it is erased with it; erasing the duplicate alone is refused (address the survivor).
+    An erasure already recorded yields nothing: the caller still makes sure the keys are destroyed.
+    """
+    if not state.registered:
+        raise UnknownCustomer(f"customer {state.id} does not exist", field="id")
+    if state.merged_into is not None and not state.erasure_recorded:
+        raise CustomerWasMerged(
+            f"customer {state.id} was merged into {state.merged_into}: erase that customer",
+            field="id",
+            survivor_id=str(state.merged_into),
+        )
+    out: dict[UUID, list[DomainEvent]] = {}
+    if not state.erasure_recorded:
+        out[state.id] = [CustomerErased(customer_id=state.id, occurred_at=now, basis=command.basis)]
+    for duplicate in absorbed:
+        if duplicate.merged_into == state.id and not duplicate.erasure_recorded:
+            out[duplicate.id] = [
+                CustomerErased(customer_id=duplicate.id, occurred_at=now, basis=command.basis, survivor_id=state.id)
+            ]
+    return out
+
+
+def shredded(customer_id: UUID, recorded: Sequence[tuple[str, Mapping[str, Any]]]) -> Customer:
+    """What is left of a customer whose data key is destroyed, from its events' types and clear payload fields."""
+    state = Customer(id=customer_id, erased=True)
+    for event_type, payload in recorded:
+        match event_type:
+            case "contacts.CustomerRegistered":
+                kind = payload.get("kind")
+                state = replace(state, registered=True, kind=None if kind is None else str(kind))
+            case "contacts.CustomerMergedInto":
+                state = replace(state, merged_into=UUID(str(payload["survivor_id"])))
+            case "contacts.CustomerUnmergedFrom":
+                state = replace(state, merged_into=None)
+            case "contacts.CustomersMerged":
+                absorbed = UUID(str(payload["absorbed_id"]))
+                record = MergeRecord({}, {}, (), (), ())
+                state = replace(state, merges={**state.merges, absorbed: record})
+            case "contacts.CustomersUnmerged":
+                absorbed = UUID(str(payload["absorbed_id"]))
+                state = replace(state, merges={k: v for k, v in state.merges.items() if k != absorbed})
+            case "contacts.CustomerErased":
+                state = replace(state, erasure_recorded=True)
+            case _:
+                pass
+        state = replace(state, version=state.version + 1)
+    return state
 
 
 def _json(value: Any) -> Any:
@@ -797,6 +868,17 @@ def _apply(state: Customer, event: DomainEvent) -> Customer:
             return replace(state, merged_into=event.survivor_id)
         case CustomerUnmergedFrom():
             return replace(state, merged_into=None)
+        case CustomerErased():
+            # Only what holds no personal data survives; merge links stay so ids still resolve.
+            return Customer(
+                id=state.id,
+                registered=state.registered,
+                kind=state.kind,
+                merged_into=state.merged_into,
+                merges={absorbed: MergeRecord({}, {}, (), (), ()) for absorbed in state.merges},
+                erased=True,
+                erasure_recorded=True,
+            )
         case _:
             return state
 

@@ -10,9 +10,10 @@ from crm_eventstore.http_commands import command_context, expected_version, idem
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import Actor, TokenVerifier, actor_dependency
+from crm_http.policy import Grant, Ownership, Policy, default_policy, permission
 from crm_http.probes import install_probes
 from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, problem_type, unprocessable
-from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import Body, Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
 from pydantic import BaseModel
 
 from crm_contacts.app.customers import CustomerCommands
@@ -30,6 +31,7 @@ from crm_contacts.domain.commands import (
     ChangeRank,
     ChangeTags,
     ContactPersonLeaves,
+    EraseCustomer,
     JoinCampaign,
     MergeCustomer,
     MoveContactPerson,
@@ -42,11 +44,13 @@ from crm_contacts.domain.commands import (
 from crm_contacts.domain.customer import (
     Command,
     Customer,
+    CustomerWasErased,
     CustomerWasMerged,
     DomainError,
     ForPerson,
     decide,
     fold,
+    stream_id,
 )
 
 
@@ -69,8 +73,8 @@ class Candidates(Protocol):
         ...
 
 
-#: Roles that may bulk-import customers.
-IMPORT_ROLES = frozenset({"admin", "manager", "integration"})
+#: Roles that may erase a customer's personal data (crypto-shredding cannot be undone).
+ERASE_ROLES = frozenset({"admin"})
 #: Largest CSV accepted by POST /imports (100,000 rows are about 25 MiB).
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
@@ -88,6 +92,8 @@ def _import_mapping(text: str | None) -> dict[str, str | None] | None:
 
 
 def _domain_problem(error: DomainError) -> Problem:
+    if isinstance(error, CustomerWasErased):
+        return Problem(410, "Gone", str(error), type=problem_type("customer-erased"))
     if isinstance(error, CustomerWasMerged):
         survivor = error.extra.get("survivor_id")
         return Problem(
@@ -130,6 +136,7 @@ def create_app(
     verifier: TokenVerifier,
     lifespan: Any = None,
     directory: Candidates | None = None,
+    policy: Policy | None = None,
 ) -> FastAPI:
     """The contacts FastAPI app; `commands` may be bound later via app.state.commands."""
     app = FastAPI(
@@ -153,20 +160,50 @@ def create_app(
     CurrentActor = Annotated[Actor, Depends(current_actor)]  # noqa: N806
     IfMatch = Annotated[str | None, Header(alias="If-Match")]  # noqa: N806
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
+    rules = policy if policy is not None else default_policy()
+    MayRegister = Annotated[Grant, Depends(permission(rules, current_actor, "customer.register"))]  # noqa: N806
+    MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "customer.read"))]  # noqa: N806
+    MayFindDuplicates = Annotated[Grant, Depends(permission(rules, current_actor, "customer.find_duplicates"))]  # noqa: N806
+    MayImport = Annotated[Grant, Depends(permission(rules, current_actor, "customer.import"))]  # noqa: N806
+    MayAddPerson = Annotated[Grant, Depends(permission(rules, current_actor, "contact_person.add"))]  # noqa: N806
+
+    async def ownership(customer_id: UUID) -> Ownership | None:
+        # The customer master is shared (every shipped scope is "any") and has no owner field; the
+        # actor who registered the customer stands in as its owner for a policy that narrows a scope.
+        service: CustomerCommands = app.state.commands
+        envelopes = await service.store.read_stream(stream_id(customer_id))
+        if not envelopes:
+            return None
+        first = envelopes[0].actor
+        return Ownership(owner=first.subject, team=first.team, department=first.department)
+
+    async def in_scope(grant: Grant, customer_id: UUID) -> Ownership | None:
+        """The customer's ownership; a customer outside the caller's scope is the same 404 as a missing one."""
+        if grant.unrestricted:
+            return None
+        owned = await ownership(customer_id)
+        if not grant.covers(owned):
+            raise not_found(f"customer {customer_id} does not exist")
+        return owned
 
     async def run(
         customer_id: UUID,
         command: Command | MergeCustomer | UnmergeCustomer,
         body: BaseModel,
-        actor: Actor,
+        grant: Grant,
         request: Request,
         response: Response,
         if_match: str | None,
         idempotency_key: str | None,
         status: int = 200,
         extra: dict[str, Any] | None = None,
+        *,
+        existing: bool = True,
     ) -> dict[str, Any]:
         service: CustomerCommands = app.state.commands
+        actor = grant.actor
+        if existing:
+            await in_scope(grant, customer_id)
         claim = idempotency_claim(actor, idempotency_key, request, body.model_dump(mode="json"))
         computed: dict[str, Any] = dict(extra or {})
 
@@ -214,7 +251,7 @@ def create_app(
         body: RegisterCustomer,
         request: Request,
         response: Response,
-        actor: CurrentActor,
+        grant: MayRegister,
         idempotency_key: IdemKey = None,
     ) -> dict[str, Any]:
         """Register a company or a person; emits contacts.CustomerRegistered; lists possible duplicates."""
@@ -230,23 +267,74 @@ def create_app(
                 raise _domain_problem(error) from None
             found = [_jsonable(c) for c in await finder.candidates_for(preview)]
         extras = {"possible_duplicates": found}
-        result = await run(customer_id, body, body, actor, request, response, None, idempotency_key, 201, extras)
+        result = await run(
+            customer_id, body, body, grant, request, response, None, idempotency_key, 201, extras, existing=False
+        )
         response.headers["Location"] = f"/customers/{result['id']}"
         return result
 
     @app.get("/customers/{customer_id}")
-    async def get_customer(customer_id: UUID, response: Response, actor: CurrentActor) -> dict[str, Any]:
-        """Current write-side state of a customer, with its version as ETag (merged ids stay resolvable)."""
+    async def get_customer(customer_id: UUID, response: Response, grant: MayRead) -> dict[str, Any]:
+        """Current write-side state of a customer, with its version as ETag (merged ids stay resolvable).
+
+        Fields the caller's role may not see (docs/adr/0011) are absent from the answer."""
         service: CustomerCommands = app.state.commands
+        owned = await in_scope(grant, customer_id)
         state = await service.load(customer_id)
         if not state.registered:
             raise not_found(f"customer {customer_id} does not exist")
+        if state.erased:
+            raise _domain_problem(CustomerWasErased(f"customer {customer_id} was erased"))
         response.headers["ETag"] = f'"{state.version}"'
-        return customer_view(state)
+        view = customer_view(state)
+        return grant.visible(view, ownership=owned, consents=view["consents"])
+
+    @app.post("/customers/{customer_id}/erase", response_model=Accepted)
+    async def erase_customer(
+        customer_id: UUID,
+        request: Request,
+        response: Response,
+        actor: CurrentActor,
+        body: Annotated[EraseCustomer | None, Body()] = None,
+        if_match: IfMatch = None,
+        idempotency_key: IdemKey = None,
+    ) -> dict[str, Any]:
+        """Erase the customer's personal data (admin only): CustomerErased, directory entry deleted, data key
+        destroyed. Events stay with their personal fields unreadable for good; duplicates merged into it go too."""
+        if actor.role not in ERASE_ROLES:
+            raise Problem(403, "Forbidden", f"the role {actor.role!r} may not erase customers")
+        command = body or EraseCustomer()
+        service: CustomerCommands = app.state.commands
+        claim = idempotency_claim(actor, idempotency_key, request, command.model_dump(mode="json"))
+
+        def respond(result: AppendResult) -> StoredResponse:
+            return StoredResponse(200, {"id": str(customer_id), "version": result.version})
+
+        try:
+            result, _ = await service.erase(
+                customer_id,
+                command,
+                command_context(actor, request),
+                expected_version=expected_version(if_match, "customer"),
+                idempotency=claim,
+                respond=respond,
+            )
+        except DomainError as error:
+            raise _domain_problem(error) from None
+        except IdempotencyKeyReused as error:
+            raise unprocessable("Idempotency-Key", str(error)) from None
+        stored = result.replayed
+        if stored is None:
+            stored = respond(result)
+        else:
+            response.headers["Idempotent-Replayed"] = "true"
+        response.status_code = stored.status_code
+        response.headers["ETag"] = f'"{stored.body["version"]}"'
+        return stored.body
 
     @app.get("/duplicates")
     async def list_duplicates(
-        actor: CurrentActor,
+        grant: MayFindDuplicates,
         min_score: Annotated[float, Query(ge=0, le=1)] = 0.8,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: str | None = None,
@@ -263,7 +351,7 @@ def create_app(
     @app.post("/imports")
     async def import_customers_file(
         request: Request,
-        actor: CurrentActor,
+        grant: MayImport,
         file: Annotated[UploadFile, File(description="CSV: UTF-8 (with or without BOM) or Shift_JIS/CP932")],
         mapping: Annotated[
             str | None, Form(description="JSON object: CSV header → field (null skips the column)")
@@ -276,8 +364,6 @@ def create_app(
         ] = None,
     ) -> dict[str, Any]:
         """Import customers from CSV: counts, and each invalid row's errors; posting it again adds nothing."""
-        if actor.role not in IMPORT_ROLES:
-            raise Problem(403, "Forbidden", f"the role {actor.role!r} may not import customers")
         columns = _import_mapping(mapping)
         data = await file.read(MAX_IMPORT_BYTES + 1)
         if len(data) > MAX_IMPORT_BYTES:
@@ -286,7 +372,7 @@ def create_app(
             report = await import_customers(
                 app.state.commands,
                 data,
-                command_context(actor, request),
+                command_context(grant.actor, request),
                 mapping=columns,
                 encoding=encoding,
                 default_kind=kind,
@@ -295,42 +381,78 @@ def create_app(
             raise unprocessable("file", str(error)) from None
         return report.as_dict()
 
-    def command_endpoint(path: str, model: type[BaseModel], summary: str) -> None:
+    def command_endpoint(path: str, model: type[BaseModel], summary: str, name: str) -> None:
+        Allowed = Annotated[Grant, Depends(permission(rules, current_actor, name))]  # noqa: N806
+
         async def endpoint(
             customer_id: UUID,
             body: model,  # type: ignore[valid-type]
             request: Request,
             response: Response,
-            actor: CurrentActor,
+            grant: Allowed,
             if_match: IfMatch = None,
             idempotency_key: IdemKey = None,
         ) -> dict[str, Any]:
-            return await run(customer_id, body, body, actor, request, response, if_match, idempotency_key)
+            return await run(customer_id, body, body, grant, request, response, if_match, idempotency_key)
 
         endpoint.__doc__ = summary
         app.post(path, response_model=Accepted, name=path.rsplit("/", 1)[-1], summary=summary)(endpoint)
 
-    command_endpoint("/customers/{customer_id}/rename", RenameCustomer, "Rename (CustomerRenamed)")
-    command_endpoint("/customers/{customer_id}/address", ChangeAddress, "Change address (CustomerAddressChanged)")
-    command_endpoint("/customers/{customer_id}/phone", ChangePhone, "Change phone (CustomerPhoneChanged)")
-    command_endpoint("/customers/{customer_id}/email", ChangeEmail, "Change e-mail (CustomerEmailChanged)")
+    command_endpoint("/customers/{customer_id}/rename", RenameCustomer, "Rename (CustomerRenamed)", "customer.rename")
     command_endpoint(
-        "/customers/{customer_id}/profile", ChangeProfile, "Change profile fields (one specific event per field)"
+        "/customers/{customer_id}/address",
+        ChangeAddress,
+        "Change address (CustomerAddressChanged)",
+        "customer.change_address",
     )
-    command_endpoint("/customers/{customer_id}/rank", ChangeRank, "Change rank (CustomerRankChanged)")
-    command_endpoint("/customers/{customer_id}/tags", ChangeTags, "Add/remove tags (CustomerTagged/Untagged)")
     command_endpoint(
-        "/customers/{customer_id}/interests", ChangeInterests, "Add/remove interests (MarketingInterestAdded/Removed)"
+        "/customers/{customer_id}/phone", ChangePhone, "Change phone (CustomerPhoneChanged)", "customer.change_phone"
     )
-    command_endpoint("/customers/{customer_id}/campaigns", JoinCampaign, "Join a campaign (CampaignJoined)")
     command_endpoint(
-        "/customers/{customer_id}/consents", RecordConsent, "Grant or withdraw consent (ConsentGranted/Withdrawn)"
+        "/customers/{customer_id}/email", ChangeEmail, "Change e-mail (CustomerEmailChanged)", "customer.change_email"
     )
-    command_endpoint("/customers/{customer_id}/payment-terms", SetPaymentTerms, "Set payment terms (PaymentTermsSet)")
     command_endpoint(
-        "/customers/{customer_id}/merge", MergeCustomer, "Merge a duplicate into this customer (CustomersMerged)"
+        "/customers/{customer_id}/profile",
+        ChangeProfile,
+        "Change profile fields (one specific event per field)",
+        "customer.change_profile",
     )
-    command_endpoint("/customers/{customer_id}/unmerge", UnmergeCustomer, "Reverse a merge (CustomersUnmerged)")
+    command_endpoint(
+        "/customers/{customer_id}/rank", ChangeRank, "Change rank (CustomerRankChanged)", "customer.change_rank"
+    )
+    command_endpoint(
+        "/customers/{customer_id}/tags", ChangeTags, "Add/remove tags (CustomerTagged/Untagged)", "customer.change_tags"
+    )
+    command_endpoint(
+        "/customers/{customer_id}/interests",
+        ChangeInterests,
+        "Add/remove interests (MarketingInterestAdded/Removed)",
+        "customer.change_interests",
+    )
+    command_endpoint(
+        "/customers/{customer_id}/campaigns", JoinCampaign, "Join a campaign (CampaignJoined)", "customer.join_campaign"
+    )
+    command_endpoint(
+        "/customers/{customer_id}/consents",
+        RecordConsent,
+        "Grant or withdraw consent (ConsentGranted/Withdrawn)",
+        "customer.record_consent",
+    )
+    command_endpoint(
+        "/customers/{customer_id}/payment-terms",
+        SetPaymentTerms,
+        "Set payment terms (PaymentTermsSet)",
+        "customer.set_payment_terms",
+    )
+    command_endpoint(
+        "/customers/{customer_id}/merge",
+        MergeCustomer,
+        "Merge a duplicate into this customer (CustomersMerged)",
+        "customer.merge",
+    )
+    command_endpoint(
+        "/customers/{customer_id}/unmerge", UnmergeCustomer, "Reverse a merge (CustomersUnmerged)", "customer.unmerge"
+    )
 
     @app.post("/customers/{customer_id}/contacts", status_code=201)
     async def add_contact_person(
@@ -338,7 +460,7 @@ def create_app(
         body: AddContactPerson,
         request: Request,
         response: Response,
-        actor: CurrentActor,
+        grant: MayAddPerson,
         if_match: IfMatch = None,
         idempotency_key: IdemKey = None,
     ) -> dict[str, Any]:
@@ -346,21 +468,23 @@ def create_app(
         command = body if body.person_id is not None else body.model_copy(update={"person_id": new_id()})
 
         extras = {"person_id": str(command.person_id)}
-        return await run(customer_id, command, body, actor, request, response, if_match, idempotency_key, 201, extras)
+        return await run(customer_id, command, body, grant, request, response, if_match, idempotency_key, 201, extras)
 
-    def person_endpoint(suffix: str, model: type[BaseModel], summary: str) -> None:
+    def person_endpoint(suffix: str, model: type[BaseModel], summary: str, name: str) -> None:
+        Allowed = Annotated[Grant, Depends(permission(rules, current_actor, name))]  # noqa: N806
+
         async def endpoint(
             customer_id: UUID,
             person_id: UUID,
             body: model,  # type: ignore[valid-type]
             request: Request,
             response: Response,
-            actor: CurrentActor,
+            grant: Allowed,
             if_match: IfMatch = None,
             idempotency_key: IdemKey = None,
         ) -> dict[str, Any]:
             command = ForPerson(person_id, body)
-            return await run(customer_id, command, body, actor, request, response, if_match, idempotency_key)
+            return await run(customer_id, command, body, grant, request, response, if_match, idempotency_key)
 
         endpoint.__doc__ = summary
         app.post(
@@ -370,13 +494,23 @@ def create_app(
             summary=summary,
         )(endpoint)
 
-    person_endpoint("title", ChangeContactPersonTitle, "Change title (ContactPersonTitleChanged)")
-    person_endpoint("move", MoveContactPerson, "Move department (ContactPersonMovedDepartment)")
     person_endpoint(
-        "contact-details", ChangeContactPersonDetails, "Change e-mail/phone (ContactPersonContactDetailsChanged)"
+        "title", ChangeContactPersonTitle, "Change title (ContactPersonTitleChanged)", "contact_person.change_title"
     )
-    person_endpoint("decision-role", ChangeDecisionRole, "Change decision role (ContactPersonDecisionRoleChanged)")
-    person_endpoint("leave", ContactPersonLeaves, "Left the company (ContactPersonLeftCompany)")
+    person_endpoint("move", MoveContactPerson, "Move department (ContactPersonMovedDepartment)", "contact_person.move")
+    person_endpoint(
+        "contact-details",
+        ChangeContactPersonDetails,
+        "Change e-mail/phone (ContactPersonContactDetailsChanged)",
+        "contact_person.change_details",
+    )
+    person_endpoint(
+        "decision-role",
+        ChangeDecisionRole,
+        "Change decision role (ContactPersonDecisionRoleChanged)",
+        "contact_person.change_decision_role",
+    )
+    person_endpoint("leave", ContactPersonLeaves, "Left the company (ContactPersonLeftCompany)", "contact_person.leave")
 
     return app
 
