@@ -7,7 +7,8 @@ from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
 from crm_eventstore.http_commands import command_context, expected_version, idempotency_claim
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
-from crm_http.auth import Actor, TokenVerifier, actor_dependency
+from crm_http.auth import TokenVerifier, actor_dependency
+from crm_http.policy import Grant, Ownership, Policy, default_policy, permission
 from crm_http.probes import install_probes
 from crm_http.problems import (
     FieldError,
@@ -134,7 +135,14 @@ def ticket_view(state: Ticket) -> dict[str, Any]:
     }
 
 
-def create_app(commands: TicketCommands | None, verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
+def ownership(state: Ticket) -> Ownership:
+    """Whom a ticket belongs to for record-level sharing: its assignee and assigned team."""
+    return Ownership(owner=state.assignee, team=state.team)
+
+
+def create_app(
+    commands: TicketCommands | None, verifier: TokenVerifier, lifespan: Any = None, policy: Policy | None = None
+) -> FastAPI:
     """The support FastAPI app; `commands` may be bound later via app.state.commands."""
     app = FastAPI(
         title="CRM support service",
@@ -155,14 +163,24 @@ def create_app(commands: TicketCommands | None, verifier: TokenVerifier, lifespa
 
     install_probes(app, "support", {"database": database_ready})
     current_actor = actor_dependency(verifier)
-    CurrentActor = Annotated[Actor, Depends(current_actor)]  # noqa: N806
+    rules = policy if policy is not None else default_policy()
+    MayOpen = Annotated[Grant, Depends(permission(rules, current_actor, "ticket.open"))]  # noqa: N806
+    MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "ticket.read"))]  # noqa: N806
     IfMatch = Annotated[str | None, Header(alias="If-Match")]  # noqa: N806
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
+
+    async def visible_ticket(grant: Grant, ticket_id: UUID) -> Ticket:
+        """The ticket; one outside the caller's scope is the same 404 as one that does not exist."""
+        service: TicketCommands = app.state.commands
+        state = await service.load(ticket_id)
+        if not state.opened or not grant.covers(ownership(state)):
+            raise not_found(f"ticket {ticket_id} does not exist")
+        return state
 
     async def run(
         ticket_id: UUID,
         command: Command | OpenTicket,
-        actor: Actor,
+        grant: Grant,
         request: Request,
         response: Response,
         if_match: str | None,
@@ -170,6 +188,11 @@ def create_app(commands: TicketCommands | None, verifier: TokenVerifier, lifespa
         status: int = 200,
     ) -> dict[str, Any]:
         service: TicketCommands = app.state.commands
+        actor = grant.actor
+        if not isinstance(command, OpenTicket) and not grant.unrestricted:
+            # Checked before the command is decided; a reassignment racing with it is decided on
+            # the state the caller was allowed to act on one read earlier.
+            await visible_ticket(grant, ticket_id)
         claim = idempotency_claim(actor, idempotency_key, request, command.model_dump(mode="json"))
         ctx = command_context(actor, request)
 
@@ -218,52 +241,72 @@ def create_app(commands: TicketCommands | None, verifier: TokenVerifier, lifespa
         body: OpenTicket,
         request: Request,
         response: Response,
-        actor: CurrentActor,
+        grant: MayOpen,
         idempotency_key: IdemKey = None,
     ) -> dict[str, Any]:
         """Open a ticket (support.TicketOpened) for a customer known to support; answers its SLA deadlines."""
-        result = await run(new_id(), body, actor, request, response, None, idempotency_key, 201)
+        result = await run(new_id(), body, grant, request, response, None, idempotency_key, 201)
         response.headers["Location"] = f"/tickets/{result['id']}"
         return result
 
     @app.get("/tickets/{ticket_id}")
-    async def get_ticket(ticket_id: UUID, response: Response, actor: CurrentActor) -> dict[str, Any]:
-        """Current write-side state of a ticket with its handling history, SLA and satisfaction; ETag = version."""
-        service: TicketCommands = app.state.commands
-        state = await service.load(ticket_id)
-        if not state.opened:
-            raise not_found(f"ticket {ticket_id} does not exist")
-        response.headers["ETag"] = f'"{state.version}"'
-        return ticket_view(state)
+    async def get_ticket(ticket_id: UUID, response: Response, grant: MayRead) -> dict[str, Any]:
+        """Current write-side state of a ticket with its handling history, SLA and satisfaction; ETag = version.
 
-    def command_endpoint(suffix: str, model: type[BaseModel], summary: str, body_optional: bool = False) -> None:
+        Fields the caller's role may not see (complaint details, root causes: docs/adr/0011) are absent."""
+        state = await visible_ticket(grant, ticket_id)
+        response.headers["ETag"] = f'"{state.version}"'
+        return grant.visible(ticket_view(state), ownership=ownership(state))
+
+    def command_endpoint(
+        suffix: str, model: type[BaseModel], summary: str, name: str, body_optional: bool = False
+    ) -> None:
         # A command without required fields (reopen, close) may be sent without a body.
         body_param = Body(default_factory=model) if body_optional else Body()
+        Allowed = Annotated[Grant, Depends(permission(rules, current_actor, name))]  # noqa: N806
 
         async def endpoint(
             ticket_id: UUID,
             request: Request,
             response: Response,
-            actor: CurrentActor,
+            grant: Allowed,
             body: Annotated[model, body_param],  # type: ignore[valid-type]
             if_match: IfMatch = None,
             idempotency_key: IdemKey = None,
         ) -> dict[str, Any]:
-            return await run(ticket_id, body, actor, request, response, if_match, idempotency_key)
+            return await run(ticket_id, body, grant, request, response, if_match, idempotency_key)
 
         endpoint.__doc__ = summary
         app.post(f"/tickets/{{ticket_id}}/{suffix}", response_model=Accepted, name=suffix, summary=summary)(endpoint)
 
-    command_endpoint("assign", AssignTicket, "Assign or reassign to staff and/or a team (TicketAssigned)")
-    command_endpoint("reply", ReplyToCustomer, "Reply to the customer (TicketReplied; the first meets the SLA)")
-    command_endpoint("note", AddNote, "Add an internal note (TicketNoteAdded)")
-    command_endpoint("escalate", EscalateTicket, "Escalate to a higher level with a reason (TicketEscalated)")
-    command_endpoint("status", ChangeStatus, "Move to open or pending customer (TicketStatusChanged)")
-    command_endpoint("resolve", ResolveTicket, "Resolve; complaints need root_cause and prevention (TicketResolved)")
-    command_endpoint("reopen", ReopenTicket, "Reopen a resolved ticket (TicketReopened)", body_optional=True)
-    command_endpoint("close", CloseTicket, "Close a resolved ticket (TicketClosed)", body_optional=True)
     command_endpoint(
-        "satisfaction", RecordSatisfaction, "Record CSAT 1-5 once per resolution (TicketSatisfactionRated)"
+        "assign", AssignTicket, "Assign or reassign to staff and/or a team (TicketAssigned)", "ticket.assign"
     )
-    command_endpoint("links", LinkTicket, "Link to a deal, an order or another ticket (TicketLinked)")
+    command_endpoint(
+        "reply", ReplyToCustomer, "Reply to the customer (TicketReplied; the first meets the SLA)", "ticket.reply"
+    )
+    command_endpoint("note", AddNote, "Add an internal note (TicketNoteAdded)", "ticket.add_note")
+    command_endpoint(
+        "escalate", EscalateTicket, "Escalate to a higher level with a reason (TicketEscalated)", "ticket.escalate"
+    )
+    command_endpoint(
+        "status", ChangeStatus, "Move to open or pending customer (TicketStatusChanged)", "ticket.change_status"
+    )
+    command_endpoint(
+        "resolve",
+        ResolveTicket,
+        "Resolve; complaints need root_cause and prevention (TicketResolved)",
+        "ticket.resolve",
+    )
+    command_endpoint(
+        "reopen", ReopenTicket, "Reopen a resolved ticket (TicketReopened)", "ticket.reopen", body_optional=True
+    )
+    command_endpoint("close", CloseTicket, "Close a resolved ticket (TicketClosed)", "ticket.close", body_optional=True)
+    command_endpoint(
+        "satisfaction",
+        RecordSatisfaction,
+        "Record CSAT 1-5 once per resolution (TicketSatisfactionRated)",
+        "ticket.record_satisfaction",
+    )
+    command_endpoint("links", LinkTicket, "Link to a deal, an order or another ticket (TicketLinked)", "ticket.link")
     return app
