@@ -2,31 +2,21 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Annotated, Any
-from uuid import UUID
+from typing import Any
 
 from crm_eventstore.host import open_keyring, token_verifier
 from crm_eventstore.store import create_pool
-from crm_http.auth import Actor, TokenVerifier, actor_dependency
+from crm_http.auth import TokenVerifier, actor_dependency
 from crm_http.probes import install_probes
-from crm_http.problems import install_problem_handlers, not_found, unprocessable
-from fastapi import Depends, FastAPI, Header, Query
+from crm_http.problems import install_problem_handlers
+from fastapi import FastAPI
 
+from crm_projections.customer360.api import customer360_router
+from crm_projections.customer360.queries import Customer360Queries
 from crm_projections.settings import ProjectionsSettings
-from crm_projections.timeline.queries import BadCursor, TimelineFilter, TimelineQueries
-
-
-def _language(accept_language: str | None) -> str:
-    if not accept_language:
-        return "en"
-    for part in accept_language.split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("ja"):
-            return "ja"
-        if tag.startswith("en"):
-            return "en"
-    return "en"
+from crm_projections.timeline.api import timeline_router
+from crm_projections.timeline.queries import TimelineQueries
+from crm_projections.timeline.sources import open_sources
 
 
 def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
@@ -45,33 +35,8 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
     install_probes(app, "projections", {"database": database_ready})
     current_actor = actor_dependency(verifier)
 
-    @app.get("/customers/{customer_id}/timeline")
-    async def timeline(
-        customer_id: UUID,
-        actor: Annotated[Actor, Depends(current_actor)],
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: str | None = None,
-        service: str | None = None,
-        type: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        accept_language: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any]:
-        """The customer's events from all services, newest first by effective time."""
-        queries: TimelineQueries = app.state.timeline
-        try:
-            page = await queries.page(
-                customer_id,
-                limit=limit,
-                cursor=cursor,
-                filters=TimelineFilter(service=service, type=type, since=since, until=until),
-                language=_language(accept_language),
-            )
-        except BadCursor:
-            raise unprocessable("cursor", "cursor is not valid") from None
-        if not page["items"] and cursor is None and not await queries.exists(customer_id):
-            raise not_found(f"customer {customer_id} has no timeline")
-        return page
+    app.include_router(timeline_router(current_actor))
+    app.include_router(customer360_router(current_actor))
 
     return app
 
@@ -85,10 +50,14 @@ def build_app() -> FastAPI:
         pool = await create_pool(settings.projections_database_url)
         keyring, keys_pool = await open_keyring(settings)
         app.state.timeline = TimelineQueries(pool, keyring)
+        app.state.customer360 = Customer360Queries(pool, keyring)
+        app.state.sources = await open_sources(settings)
         try:
             yield
         finally:
             await pool.close()
             await keys_pool.close()
+            for source in app.state.sources.values():
+                await source.close()
 
     return create_app(token_verifier(settings), lifespan=lifespan)

@@ -15,3 +15,8 @@ class ProjectionsSettings(InfraSettings):
     projections_port: int = 8000
     projections_group_id: str = "crm-projections"
     projection_max_attempts: int = 5
+    # Read-only URLs of the services' event stores: GET /customers/{id}/timeline/verify and
+    # `crm projections rebuild --source event-stores` read the source events from them.
+    contacts_database_url: str | None = None
+    deals_database_url: str | None = None
+    support_database_url: str | None = None

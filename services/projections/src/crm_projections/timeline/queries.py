@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -77,11 +78,17 @@ class TimelineQueries:
         cursor: str | None = None,
         filters: TimelineFilter | None = None,
         language: str = "en",
+        members: Sequence[UUID] = (),
     ) -> dict[str, Any]:
-        """One page of the timeline, newest first, with next_cursor when more remain."""
+        """One page of the timeline, newest first, with next_cursor when more remain.
+
+        `members` are the customer ids whose entries the page interleaves (a survivor and the records
+        merged into it); by default only `customer_id`'s own.
+        """
         f = filters or TimelineFilter()
-        clauses = ["customer_id = $1"]
-        args: list[Any] = [customer_id]
+        ids = list(dict.fromkeys([customer_id, *members]))
+        clauses = ["customer_id = $1"] if len(ids) == 1 else ["customer_id = ANY($1::uuid[])"]
+        args: list[Any] = [ids[0] if len(ids) == 1 else ids]
         if cursor:
             when, event_id = decode_cursor(cursor)
             args += [when, event_id]

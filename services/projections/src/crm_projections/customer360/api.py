@@ -1,0 +1,89 @@
+"""HTTP endpoint of the customer 360: GET /customers/{id} (live, as_of, effective_at)."""
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from crm_http.auth import Actor
+from crm_http.problems import not_found, unprocessable
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse
+
+from crm_projections.customer360.metrics import LTV_YEARS
+from crm_projections.customer360.queries import Customer360Queries
+from crm_projections.timeline.api import MERGED_REDIRECT, ActorDependency, survivor_redirect
+from crm_projections.timeline.merges import Instant
+
+DESCRIPTION = f"""The customer's current profile, contact persons, consent, rank and tags, open deals (stage,
+amount), contracts, open tickets and complaints, and revenue `metrics` — everything from all services in
+one document, including the history of customer records merged into this one (名寄せ). A merged-away id
+answers `308` with the survivor in `Location`.
+
+**Point in time** (bitemporal; timestamps need a UTC offset, e.g. `2024-04-01T00:00:00+09:00`):
+- `as_of`: the 360 *as the system knew it* at that instant — only events recorded by then (`recorded_at`).
+- `effective_at`: the 360 *as it was true in the world* at that instant — only events that had happened
+  by then (`occurred_at`), including ones recorded later (back-dated corrections).
+Both may be combined. Metrics are then measured from that date instead of today.
+
+**Metrics** (money: JPY decimal strings, exact; averages rounded half-up to 2 places):
+- revenue of an order = its pre-tax `total` minus the `amount` of its cancellations and returns, counted on the
+  order's `order_date`; a *counted* order is one neither cancelled nor returned in full.
+- `cumulative_purchase_amount`: revenue of all orders. `order_count`: counted orders.
+- `average_order_amount` = cumulative / order_count. `average_unit_price` = cumulative / units kept.
+- `last_12_months_amount`: revenue of orders dated within the year up to the reference date (JST).
+- `fiscal_year_amounts`: revenue per fiscal year of the customer; contacts `fiscal_month` is the month the fiscal
+  year ends (default 3: April–March). A fiscal year is named by the calendar year it ends in: with fiscal month 3,
+  `FY2025` = 2024-04-01 – 2025-03-31 (`label_ja`: 2025年3月期).
+- `purchase_frequency`: counted orders per year since the first purchase (order_count × 365 / days since the first
+  purchase, at least 365 days).
+- `ltv` (customer lifetime value) = `average_order_amount` × `purchase_frequency` × {LTV_YEARS}: the revenue the
+  customer is expected to bring over a {LTV_YEARS}-year relationship at its purchase rate so far.
+- `outstanding_amount`: invoices not cancelled minus payments received (payments on cancelled invoices excluded).
+- `average_csat`: mean satisfaction score (1–5). `complaint_count`: complaint tickets ever opened.
+
+Personal fields are decrypted for the response; after a customer's data was erased (crypto-shredding) they come
+out as `null`.
+"""
+
+
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise unprocessable(name, f"{name} needs a UTC offset, e.g. 2024-04-01T00:00:00+09:00")
+    return value
+
+
+def customer360_router(current_actor: ActorDependency) -> APIRouter:
+    """The 360 endpoint; it reads app.state.customer360."""
+    router = APIRouter(tags=["customer 360"])
+
+    @router.get(
+        "/customers/{customer_id}",
+        summary="Customer 360 (live or point in time)",
+        description=DESCRIPTION,
+        responses=MERGED_REDIRECT,
+        response_model=None,
+    )
+    async def customer_360(
+        request: Request,
+        customer_id: UUID,
+        actor: Annotated[Actor, Depends(current_actor)],
+        as_of: Annotated[datetime | None, Query(description="As known at this instant (by recorded_at)")] = None,
+        effective_at: Annotated[
+            datetime | None, Query(description="As true in the world at this instant (by occurred_at)")
+        ] = None,
+    ) -> dict[str, Any] | RedirectResponse:
+        queries: Customer360Queries = request.app.state.customer360
+        at = Instant(as_of=_aware("as_of", as_of), effective_at=_aware("effective_at", effective_at))
+        found = await queries.read(customer_id, at)
+        if found.resolution.redirected:
+            return survivor_redirect(request, customer_id, found.resolution.survivor)
+        if found.view is None:
+            raise not_found(
+                f"customer {customer_id} is not known" + (" at that instant" if as_of or effective_at else "")
+            )
+        body = found.view.to_json()
+        body["as_of"] = None if as_of is None else as_of.isoformat()
+        body["effective_at"] = None if effective_at is None else effective_at.isoformat()
+        return body
+
+    return router
