@@ -121,9 +121,37 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    """A connection pool with the event store's codecs."""
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=init_connection)
+#: Longest a statement may run (seconds) on a pool from create_pool, unless CRM_STATEMENT_TIMEOUT_SECONDS
+#: or the caller says otherwise: no API request holds a connection busy for longer (0 disables it).
+DEFAULT_STATEMENT_TIMEOUT = 5.0
+
+
+def statement_timeout_ms(seconds: float | None = None) -> int:
+    """The statement timeout in milliseconds: `seconds`, else CRM_STATEMENT_TIMEOUT_SECONDS, else 5 s."""
+    import os
+
+    chosen = (
+        seconds
+        if seconds is not None
+        else float(os.environ.get("CRM_STATEMENT_TIMEOUT_SECONDS") or DEFAULT_STATEMENT_TIMEOUT)
+    )
+    if chosen < 0:
+        raise ValueError("a statement timeout cannot be negative")
+    return round(chosen * 1000)
+
+
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 20, statement_timeout: float | None = None
+) -> asyncpg.Pool:
+    """A connection pool with the event store's codecs and a server-side statement timeout (seconds)."""
+    timeout = statement_timeout_ms(statement_timeout)
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        server_settings={"statement_timeout": str(timeout)} if timeout else None,
+    )
     assert pool is not None
     return pool
 
