@@ -9,7 +9,7 @@ from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
 from crm_eventstore.http_commands import command_context, expected_version, idempotency_claim
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
-from crm_http.auth import Actor, TokenVerifier, actor_dependency
+from crm_http.auth import TokenVerifier, actor_dependency
 from crm_http.policy import Grant, Ownership, Policy, default_policy, permission
 from crm_http.probes import install_probes
 from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, problem_type, unprocessable
@@ -73,8 +73,6 @@ class Candidates(Protocol):
         ...
 
 
-#: Roles that may erase a customer's personal data (crypto-shredding cannot be undone).
-ERASE_ROLES = frozenset({"admin"})
 #: Largest CSV accepted by POST /imports (100,000 rows are about 25 MiB).
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
@@ -157,7 +155,6 @@ def create_app(
 
     install_probes(app, "contacts", {"database": database_ready})
     current_actor = actor_dependency(verifier)
-    CurrentActor = Annotated[Actor, Depends(current_actor)]  # noqa: N806
     IfMatch = Annotated[str | None, Header(alias="If-Match")]  # noqa: N806
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
     rules = policy if policy is not None else default_policy()
@@ -166,6 +163,8 @@ def create_app(
     MayFindDuplicates = Annotated[Grant, Depends(permission(rules, current_actor, "customer.find_duplicates"))]  # noqa: N806
     MayImport = Annotated[Grant, Depends(permission(rules, current_actor, "customer.import"))]  # noqa: N806
     MayAddPerson = Annotated[Grant, Depends(permission(rules, current_actor, "contact_person.add"))]  # noqa: N806
+    # Crypto-shredding cannot be undone: the shipped policy grants it to admin only.
+    MayErase = Annotated[Grant, Depends(permission(rules, current_actor, "personal_data.erase"))]  # noqa: N806
 
     async def ownership(customer_id: UUID) -> Ownership | None:
         # The customer master is shared (every shipped scope is "any") and has no owner field; the
@@ -294,15 +293,14 @@ def create_app(
         customer_id: UUID,
         request: Request,
         response: Response,
-        actor: CurrentActor,
+        grant: MayErase,
         body: Annotated[EraseCustomer | None, Body()] = None,
         if_match: IfMatch = None,
         idempotency_key: IdemKey = None,
     ) -> dict[str, Any]:
         """Erase the customer's personal data (admin only): CustomerErased, directory entry deleted, data key
         destroyed. Events stay with their personal fields unreadable for good; duplicates merged into it go too."""
-        if actor.role not in ERASE_ROLES:
-            raise Problem(403, "Forbidden", f"the role {actor.role!r} may not erase customers")
+        actor = grant.actor
         command = body or EraseCustomer()
         service: CustomerCommands = app.state.commands
         claim = idempotency_claim(actor, idempotency_key, request, command.model_dump(mode="json"))
