@@ -1,0 +1,1 @@
+"""Deals use cases (load, fold, decide, append) and the scheduler."""
