@@ -13,7 +13,7 @@ from crm_deals.domain.customers import CustomerStanding
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import CommandContext
 from crm_schemas.base import DomainEvent
-from crm_schemas.contacts import ContactPersonAdded, CustomerRegistered
+from crm_schemas.contacts import ContactPersonAdded, CustomerRegistered, CustomersMerged, CustomersUnmerged
 from crm_schemas.envelope import ActorRef
 
 JST = timezone(timedelta(hours=9), "JST")
@@ -211,3 +211,23 @@ def registered(customer_id: UUID) -> CustomerRegistered:
 def person_added(customer_id: UUID, person_id: UUID) -> ContactPersonAdded:
     """A contact person added at a company."""
     return ContactPersonAdded(customer_id=customer_id, occurred_at=NOW, person_id=person_id, name="佐藤 花子")
+
+
+def merged(survivor: UUID, absorbed: UUID, person_ids: list[UUID] | None = None) -> CustomersMerged:
+    """`absorbed` merged into `survivor`, taking over the given contact persons."""
+    return CustomersMerged(
+        customer_id=survivor,
+        occurred_at=NOW,
+        absorbed_id=absorbed,
+        field_choices={},
+        taken={},
+        previous={},
+        added_person_ids=person_ids or [],
+    )
+
+
+def unmerged(survivor: UUID, absorbed: UUID, person_ids: list[UUID] | None = None) -> CustomersUnmerged:
+    """A merge reversed, giving back the given contact persons."""
+    return CustomersUnmerged(
+        customer_id=survivor, occurred_at=NOW, absorbed_id=absorbed, restored={}, removed_person_ids=person_ids or []
+    )

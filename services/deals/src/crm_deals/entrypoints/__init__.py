@@ -1,1 +1,1 @@
-"""HTTP API and relay process of the deals service."""
+"""HTTP API, relay and worker processes of the deals service."""
