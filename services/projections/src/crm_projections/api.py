@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from crm_eventstore.host import open_keyring, token_verifier
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from crm_projections.customer360.api import customer360_router
 from crm_projections.customer360.queries import Customer360Queries
+from crm_projections.rebuild.status import LagThresholds, check_ready
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.api import timeline_router
 from crm_projections.timeline.queries import TimelineQueries
@@ -32,7 +34,11 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
     async def database_ready() -> None:
         await app.state.timeline.pool.fetchval("SELECT 1")
 
-    install_probes(app, "projections", {"database": database_ready})
+    async def projections_ready() -> None:
+        await check_ready(app.state.timeline.pool, app.state.lag_thresholds, datetime.now(UTC))
+
+    app.state.lag_thresholds = LagThresholds()
+    install_probes(app, "projections", {"database": database_ready, "projections": projections_ready})
     current_actor = actor_dependency(verifier)
 
     app.include_router(timeline_router(current_actor))
@@ -52,6 +58,9 @@ def build_app() -> FastAPI:
         app.state.timeline = TimelineQueries(pool, keyring)
         app.state.customer360 = Customer360Queries(pool, keyring)
         app.state.sources = await open_sources(settings)
+        app.state.lag_thresholds = LagThresholds(
+            max_events=settings.projection_max_lag_events, max_seconds=settings.projection_max_lag_seconds
+        )
         try:
             yield
         finally:

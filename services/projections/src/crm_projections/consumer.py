@@ -13,6 +13,7 @@ from crm_eventstore.worker_probes import keep_beating
 from crm_schemas.registry import DEADLETTER_TOPIC, SERVICES, topic_for
 from faststream.kafka import KafkaBroker
 
+from crm_projections.rebuild.lag import KafkaEndOffsets, LagMonitor
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.project import TimelineProjection
 
@@ -51,10 +52,14 @@ async def run() -> None:
             raise ConnectionError("Kafka broker unreachable")
 
     beating = asyncio.create_task(keep_beating(dependencies, stop))
+    ends = KafkaEndOffsets(settings.kafka_bootstrap_servers, topics, client_security(settings))
+    lag = asyncio.create_task(LagMonitor(pool, [timeline.name], ends).run(stop))
     try:
         await stop.wait()
     finally:
         await beating
+        await lag
+        await ends.close()
         await app.stop()
         await pool.close()
 

@@ -20,3 +20,6 @@ class ProjectionsSettings(InfraSettings):
     contacts_database_url: str | None = None
     deals_database_url: str | None = None
     support_database_url: str | None = None
+    # GET /readyz of the query API answers 503 while a projection rebuilds or is farther behind than this.
+    projection_max_lag_events: int = 10_000
+    projection_max_lag_seconds: float = 300.0

@@ -1,0 +1,1 @@
+"""Operating the read models: zero-downtime rebuilds, rebuild status and consumer lag."""

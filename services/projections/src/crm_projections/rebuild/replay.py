@@ -1,0 +1,448 @@
+"""Rebuilding the timeline read model from the beginning, beside the serving copy, then swapping atomically.
+
+1. A shadow schema gets fresh, empty copies of the timeline tables (timeline_entries, customer_merges).
+2. Every event is replayed into the shadow copy through the same pure ``TimelineProjection.project``:
+   from the Kafka topics from offset zero, or from the services' event stores when the topics no longer
+   hold everything (retention). Each batch commits together with the replay position, so an interrupted
+   rebuild resumes where it stopped.
+3. The swap runs in one transaction: it locks the serving tables against writes (reads go on), replays what
+   arrived meanwhile, copies over any entry the live consumer stored that the replay did not see (so the
+   swap never loses an event the consumer already marked processed), moves the serving tables to a retired
+   schema and the shadow tables into public. Readers see the old copy until the commit, the new one after.
+   The live consumer's pending insert waits on the lock and, re-resolving the table name once the swap
+   commits, lands in the new copy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+from crm_eventstore.kafka import decode_value
+from crm_eventstore.store import init_connection
+from crm_schemas.envelope import ActorRef, EventEnvelope
+
+from crm_projections.timeline.project import (
+    MERGE_TYPES,
+    TIMELINE_GRANTS,
+    TIMELINE_TABLES,
+    TIMELINE_TABLES_DDL,
+    TimelineEntry,
+    TimelineProjection,
+    merge_row,
+)
+
+ENTRY_COLUMNS = (
+    "event_id",
+    "customer_id",
+    "service",
+    "type",
+    "schema_version",
+    "stream_id",
+    "version",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "correlation_id",
+    "data",
+    "prev_hash",
+    "hash",
+)
+MERGE_COLUMNS = ("event_id", "absorbed_id", "survivor_id", "merged", "version", "occurred_at", "recorded_at")
+
+Position = tuple[str, str]  # (source key, position text), e.g. ("crm.deals.events.v1/3", "1200")
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Replayed events and the replay position after them."""
+
+    envelopes: Sequence[EventEnvelope]
+    positions: Mapping[str, str]
+
+
+class ReplaySource(Protocol):
+    """Where a rebuild reads every event from, in an order that keeps each stream in version order."""
+
+    name: str
+
+    async def total(self, positions: Mapping[str, str]) -> tuple[int, int | None]:
+        """(events already replayed by `positions`, all events) — all events may be unknown."""
+        ...
+
+    def read(self, positions: Mapping[str, str], batch: int) -> AsyncIterator[Batch]:
+        """Batches of events after `positions`, up to what the source holds now."""
+        ...
+
+
+def entry_row(entry: TimelineEntry) -> tuple[Any, ...]:
+    """The staging row of an entry (jsonb as text)."""
+    return (
+        entry.event_id,
+        entry.customer_id,
+        entry.service,
+        entry.type,
+        entry.schema_version,
+        entry.stream_id,
+        entry.version,
+        entry.occurred_at,
+        entry.recorded_at,
+        json.dumps(entry.actor, ensure_ascii=False, separators=(",", ":")),
+        entry.correlation_id,
+        json.dumps(entry.data, ensure_ascii=False, separators=(",", ":")),
+        entry.prev_hash,
+        entry.hash,
+    )
+
+
+# ---- sources ----------------------------------------------------------------------------------
+
+
+class EventStoreSource:
+    """Every service's event store in its global order (tx_id, position), below the transaction horizon."""
+
+    name = "event-stores"
+
+    def __init__(self, pools: Mapping[str, asyncpg.Pool]) -> None:
+        self.pools = dict(pools)
+
+    async def total(self, positions: Mapping[str, str]) -> tuple[int, int | None]:
+        """Events behind and in total, by service."""
+        done = 0
+        total = 0
+        for service, pool in self.pools.items():
+            total += int(await pool.fetchval("SELECT count(*) FROM events"))
+            tx, pos = _store_position(positions.get(service))
+            done += int(
+                await pool.fetchval(
+                    "SELECT count(*) FROM events WHERE (tx_id, position) <= ($1::text::xid8, $2::bigint)", tx, pos
+                )
+            )
+        return done, total
+
+    async def read(self, positions: Mapping[str, str], batch: int) -> AsyncIterator[Batch]:
+        """Batches per service, each service in its global order."""
+        for service, pool in sorted(self.pools.items()):
+            tx, pos = _store_position(positions.get(service))
+            while True:
+                # Read only below the snapshot's xmin, as PostgresEventStore.read_all does: every
+                # transaction that could still commit an earlier event is finished (docs/adr/0002).
+                rows = await pool.fetch(
+                    "SELECT tx_id::text AS tx_text, position, event_id, type, schema_version, service, stream_id,"
+                    " version, customer_id, occurred_at, recorded_at, actor, correlation_id, payload, prev_hash, hash"
+                    " FROM events WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)"
+                    " AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id, position LIMIT $3",
+                    tx,
+                    pos,
+                    batch,
+                )
+                if not rows:
+                    break
+                tx, pos = rows[-1]["tx_text"], rows[-1]["position"]
+                envelopes = [
+                    EventEnvelope.model_construct(
+                        event_id=r["event_id"],
+                        type=r["type"],
+                        schema_version=r["schema_version"],
+                        service=r["service"],
+                        stream_id=r["stream_id"],
+                        version=r["version"],
+                        customer_id=r["customer_id"],
+                        occurred_at=r["occurred_at"],
+                        recorded_at=r["recorded_at"],
+                        actor=ActorRef.model_construct(**r["actor"]),
+                        correlation_id=r["correlation_id"],
+                        causation_id=None,
+                        traceparent=None,
+                        payload=r["payload"],
+                        prev_hash=r["prev_hash"],
+                        hash=r["hash"],
+                    )
+                    for r in rows
+                ]
+                yield Batch(envelopes, {service: f"{tx}:{pos}"})
+
+
+def _store_position(text: str | None) -> tuple[str, int]:
+    if not text:
+        return "0", 0
+    tx, _, pos = text.partition(":")
+    return tx, int(pos)
+
+
+class KafkaSource:
+    """The service topics from their beginning, every partition up to its end offset at read time."""
+
+    name = "kafka"
+
+    def __init__(
+        self, bootstrap_servers: str, topics: Sequence[str], security: Mapping[str, Any] | None = None
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = list(topics)
+        self.security = dict(security or {})
+
+    async def _bounds(self) -> tuple[Any, dict[Any, int], dict[Any, int]]:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.structs import TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            **self.security,
+        )
+        await consumer.start()
+        await consumer.topics()
+        partitions = [TopicPartition(t, p) for t in self.topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        begins = await consumer.beginning_offsets(partitions) if partitions else {}
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        return consumer, begins, ends
+
+    async def truncated(self) -> bool:
+        """True if some partition no longer starts at offset zero (retention removed events)."""
+        consumer, begins, _ = await self._bounds()
+        await consumer.stop()
+        return any(offset > 0 for offset in begins.values())
+
+    async def total(self, positions: Mapping[str, str]) -> tuple[int, int | None]:
+        """Offsets behind and in total over all partitions."""
+        consumer, begins, ends = await self._bounds()
+        await consumer.stop()
+        done = sum(min(int(positions.get(f"{tp.topic}/{tp.partition}", begins[tp])), ends[tp]) for tp in ends)
+        return done, sum(ends.values())
+
+    async def read(self, positions: Mapping[str, str], batch: int) -> AsyncIterator[Batch]:
+        """Batches across partitions; each partition in offset order (so each stream in version order)."""
+        consumer, begins, ends = await self._bounds()
+        try:
+            pending = {}
+            for tp, end in ends.items():
+                start = max(int(positions.get(f"{tp.topic}/{tp.partition}", 0)), begins[tp])
+                if start < end:
+                    pending[tp] = (start, end)
+            if not pending:
+                return
+            consumer.assign(list(pending))
+            for tp, (start, _) in pending.items():
+                consumer.seek(tp, start)
+            while pending:
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
+                envelopes: list[EventEnvelope] = []
+                moved: dict[str, str] = {}
+                for tp, records in fetched.items():
+                    if tp not in pending:
+                        continue
+                    end = pending[tp][1]
+                    kept = [r for r in records if r.offset < end]
+                    envelopes.extend(decode_value(r.value or b"") for r in kept)
+                    if kept:
+                        moved[f"{tp.topic}/{tp.partition}"] = str(kept[-1].offset + 1)
+                        if kept[-1].offset + 1 >= end:
+                            del pending[tp]
+                            consumer.pause(tp)
+                for tp in list(pending):
+                    # A partition whose last offsets hold no record (compaction, control records) is
+                    # done once the consumer's position reaches the end.
+                    if await consumer.position(tp) >= pending[tp][1]:
+                        moved[f"{tp.topic}/{tp.partition}"] = str(pending[tp][1])
+                        del pending[tp]
+                        consumer.pause(tp)
+                if moved:
+                    yield Batch(envelopes, moved)
+        finally:
+            await consumer.stop()
+
+
+# ---- the rebuild ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What a finished rebuild did."""
+
+    projection: str
+    source: str
+    events: int
+    entries: int
+    resumed: bool
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class TimelineRebuild:
+    """Rebuild of the timeline (and its merge log) into a shadow schema, swapped in atomically."""
+
+    projection = "timeline"
+
+    def __init__(
+        self,
+        owner_url: str,
+        role: str,
+        *,
+        batch: int = 5000,
+        shadow_schema: str = "rebuild_timeline",
+        retired_schema: str = "retired_timeline",
+        before_swap: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.owner_url = owner_url
+        self.role = role
+        self.batch = batch
+        self.shadow = shadow_schema
+        self.retired = retired_schema
+        self.before_swap = before_swap
+        self._project = TimelineProjection().project
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self.owner_url)
+        await init_connection(conn)
+        return conn
+
+    async def _prepare(self, conn: asyncpg.Connection, source: str, restart: bool) -> tuple[dict[str, str], bool]:
+        if restart:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {_ident(self.shadow)} CASCADE")
+        exists = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", self.shadow)
+        resumed = bool(exists)
+        if exists:
+            used = await conn.fetchval(f"SELECT source FROM {_ident(self.shadow)}.rebuild_state")
+            if used != source:
+                raise RuntimeError(
+                    f"an interrupted rebuild from {used} exists; resume it with that source or start over (--restart)"
+                )
+        else:
+            async with conn.transaction():
+                await conn.execute(f"CREATE SCHEMA {_ident(self.shadow)}")
+                await conn.execute(f"SET LOCAL search_path = {_ident(self.shadow)}, public")
+                await conn.execute(TIMELINE_TABLES_DDL)
+                # Built once at the end: maintaining it row by row would halve the replay rate.
+                await conn.execute("DROP INDEX timeline_by_customer")
+                await conn.execute(
+                    "CREATE TABLE rebuild_progress (key text PRIMARY KEY, position text NOT NULL);"
+                    " CREATE TABLE rebuild_state (source text NOT NULL)"
+                )
+                await conn.execute("INSERT INTO rebuild_state VALUES ($1)", source)
+        rows = await conn.fetch(f"SELECT key, position FROM {_ident(self.shadow)}.rebuild_progress")
+        await conn.execute(
+            "INSERT INTO projection_rebuilds (projection, source) VALUES ($1, $2) ON CONFLICT (projection) DO UPDATE"
+            " SET source = EXCLUDED.source, heartbeat_at = now(), finished_at = NULL,"
+            " started_at = CASE WHEN $3 THEN projection_rebuilds.started_at ELSE now() END",
+            self.projection,
+            source,
+            resumed,
+        )
+        return {r["key"]: r["position"] for r in rows}, resumed
+
+    async def _apply(self, conn: asyncpg.Connection, batch: Batch) -> int:
+        """Write one batch and its position into the shadow copy (inside the caller's transaction)."""
+        entries = [e for e in (self._project(env) for env in batch.envelopes) if e is not None]
+        shadow = _ident(self.shadow)
+        if entries:
+            await conn.copy_records_to_table(
+                "rebuild_staging", records=[entry_row(e) for e in entries], columns=ENTRY_COLUMNS
+            )
+            cols = ", ".join(ENTRY_COLUMNS)
+            await conn.execute(
+                f"INSERT INTO {shadow}.timeline_entries ({cols})"
+                f" SELECT {cols.replace('actor', 'actor::jsonb').replace('data', 'data::jsonb')} FROM rebuild_staging"
+                " ON CONFLICT (event_id) DO NOTHING;"
+                " TRUNCATE rebuild_staging"
+            )
+            merges = [merge_row(e) for e in entries if e.type in MERGE_TYPES]
+            if merges:
+                await conn.executemany(
+                    f"INSERT INTO {shadow}.customer_merges ({', '.join(MERGE_COLUMNS)})"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+                    merges,
+                )
+        await conn.executemany(
+            f"INSERT INTO {shadow}.rebuild_progress (key, position) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET position = EXCLUDED.position",
+            list(batch.positions.items()),
+        )
+        await conn.execute(
+            "UPDATE projection_rebuilds SET heartbeat_at = now(), events_done = events_done + $2 WHERE projection = $1",
+            self.projection,
+            len(batch.envelopes),
+        )
+        return len(batch.envelopes)
+
+    async def run(
+        self, source: ReplaySource, *, restart: bool = False, progress: Progress | None = None
+    ) -> RebuildReport:
+        """Replay everything into the shadow copy, then swap it in; resumable after an interruption."""
+        conn = await self._connect()
+        try:
+            positions, resumed = await self._prepare(conn, source.name, restart)
+            done, total = await source.total(positions)
+            await conn.execute(
+                "UPDATE projection_rebuilds SET events_done = $2, events_total = $3 WHERE projection = $1",
+                self.projection,
+                done,
+                total,
+            )
+            await conn.execute(
+                "CREATE TEMP TABLE rebuild_staging (event_id uuid, customer_id uuid, service text, type text,"
+                " schema_version integer, stream_id text, version integer, occurred_at timestamptz,"
+                " recorded_at timestamptz, actor text, correlation_id uuid, data text, prev_hash text, hash text)"
+            )
+            if progress:
+                progress(done, total)
+            replayed = 0
+            async for batch in source.read(positions, self.batch):
+                async with conn.transaction():
+                    n = await self._apply(conn, batch)
+                positions = {**positions, **batch.positions}
+                replayed += n
+                done += n
+                if progress:
+                    progress(done, total)
+            shadow = _ident(self.shadow)
+            await conn.execute(
+                f"CREATE INDEX IF NOT EXISTS timeline_by_customer ON {shadow}.timeline_entries"
+                " (customer_id, occurred_at DESC, event_id DESC)"
+            )
+            if self.before_swap is not None:
+                await self.before_swap()
+            replayed += await self._swap(conn, source, positions)
+            entries = int(await conn.fetchval("SELECT count(*) FROM timeline_entries"))
+            return RebuildReport(self.projection, source.name, replayed, entries, resumed)
+        finally:
+            await conn.close()
+
+    async def _swap(self, conn: asyncpg.Connection, source: ReplaySource, positions: Mapping[str, str]) -> int:
+        shadow, retired = _ident(self.shadow), _ident(self.retired)
+        cols = ", ".join(ENTRY_COLUMNS)
+        async with conn.transaction():
+            # Writers wait from here until the commit; readers keep reading the old copy.
+            await conn.execute("LOCK TABLE public.timeline_entries, public.customer_merges IN EXCLUSIVE MODE")
+            late = 0
+            async for batch in source.read(positions, self.batch):
+                late += await self._apply(conn, batch)
+            await conn.execute(
+                f"INSERT INTO {shadow}.timeline_entries ({cols}) SELECT {cols} FROM public.timeline_entries p"
+                f" WHERE NOT EXISTS (SELECT 1 FROM {shadow}.timeline_entries s WHERE s.event_id = p.event_id)"
+            )
+            merge_cols = ", ".join(MERGE_COLUMNS)
+            await conn.execute(
+                f"INSERT INTO {shadow}.customer_merges ({merge_cols}) SELECT {merge_cols} FROM public.customer_merges p"
+                f" WHERE NOT EXISTS (SELECT 1 FROM {shadow}.customer_merges s WHERE s.event_id = p.event_id)"
+            )
+            await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE; CREATE SCHEMA {retired}")
+            for table in TIMELINE_TABLES:
+                await conn.execute(f"ALTER TABLE public.{table} SET SCHEMA {retired}")
+                await conn.execute(f"ALTER TABLE {shadow}.{table} SET SCHEMA public")
+            await conn.execute("SET LOCAL search_path = public")
+            await conn.execute(TIMELINE_GRANTS.format(role=_ident(self.role)))
+            await conn.execute(f"DROP SCHEMA {shadow} CASCADE")
+            await conn.execute(
+                "UPDATE projection_rebuilds SET finished_at = now(), heartbeat_at = now() WHERE projection = $1",
+                self.projection,
+            )
+        return late
