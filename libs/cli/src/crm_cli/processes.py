@@ -12,7 +12,7 @@ from crm_eventstore.worker_probes import serve_probes
 
 
 def main(argv: list[str]) -> None:
-    """`relay SERVICE`, `consume` or `support-worker`."""
+    """`relay SERVICE`, `consume`, `support-worker` or `deals-worker`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     port = int(os.environ.get("CRM_METRICS_PORT", "0"))
     host = InfraSettings().metrics_host
@@ -34,8 +34,14 @@ def main(argv: list[str]) -> None:
         if port:
             serve_probes(host, port)
         asyncio.run(run_support_worker())
+    elif argv[:1] == ["deals-worker"]:
+        from crm_deals.entrypoints.worker import run as run_deals_worker
+
+        if port:
+            serve_probes(host, port)
+        asyncio.run(run_deals_worker())
     else:
-        raise SystemExit("usage: python -m crm_cli.processes relay SERVICE | consume | support-worker")
+        raise SystemExit("usage: python -m crm_cli.processes relay SERVICE | consume | support-worker | deals-worker")
 
 
 if __name__ == "__main__":

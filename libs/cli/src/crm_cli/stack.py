@@ -41,6 +41,7 @@ METRICS_PORTS = {
     "relay-deals": _METRICS_BASE + 2,
     "relay-support": _METRICS_BASE + 3,
     "support-worker": _METRICS_BASE + 4,
+    "deals-worker": _METRICS_BASE + 5,
 }
 APPS = {
     "contacts": "crm_contacts.entrypoints.http:build_app",
@@ -238,6 +239,22 @@ def _children(p: Provisioned, kafka: Kafka, issuer: DevIssuer, master_key: str, 
             [sys.executable, "-m", "crm_cli.processes", "support-worker"],
             env,
             f"http://127.0.0.1:{METRICS_PORTS['support-worker']}/readyz",
+        )
+    )
+    # The deals worker: the deals replica of the customer master (from crm.contacts.events.v1)
+    # and the scheduler (contract expiry / auto-renewal, invoice overdue), both on the deals database.
+    env = {
+        **base,
+        "CRM_DEALS_DATABASE_URL": p.database_urls["deals"],
+        "CRM_KEYS_DATABASE_URL": p.keys_urls["deals"],
+        "CRM_METRICS_PORT": str(METRICS_PORTS["deals-worker"]),
+    }
+    children.append(
+        Child(
+            "deals-worker",
+            [sys.executable, "-m", "crm_cli.processes", "deals-worker"],
+            env,
+            f"http://127.0.0.1:{METRICS_PORTS['deals-worker']}/readyz",
         )
     )
     for child in children:
