@@ -210,10 +210,17 @@ async def record_access(
         await log.record(actor, customer_ids, fields, request, **kw)
 
 
+def _state_log(request: Request) -> AccessLog:
+    log: AccessLog = request.app.state.access_log
+    return log
+
+
 def access_audit_router(
-    current_actor: Callable[..., Awaitable[Actor]], roles: frozenset[str] = AUDIT_ROLES
+    current_actor: Callable[..., Awaitable[Actor]],
+    roles: frozenset[str] = AUDIT_ROLES,
+    access_log: Callable[[Request], AccessLog] = _state_log,
 ) -> APIRouter:
-    """``GET /audit/access?customer=``: the access log of one customer, for auditors (reads app.state.access_log)."""
+    """``GET /audit/access?customer=``: the access log of one customer, for auditors (app.state.access_log)."""
     router = APIRouter(tags=["audit"])
 
     @router.get("/audit/access")
@@ -227,7 +234,7 @@ def access_audit_router(
         """Who read which personal fields of a customer, when, and under which correlation id; newest first."""
         if actor.role not in roles:
             raise Problem(403, "Forbidden", f"the role {actor.role!r} may not read the access log")
-        log: AccessLog = request.app.state.access_log
+        log = access_log(request)
         try:
             return await log.query(customer, limit=limit, cursor=cursor)
         except ValueError:

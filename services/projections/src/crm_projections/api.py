@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from crm_projections.customer360.api import customer360_router
 from crm_projections.customer360.queries import Customer360Queries
+from crm_projections.privacy.api import privacy_router
 from crm_projections.rebuild.status import LagThresholds, check_ready
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.api import timeline_router
@@ -43,6 +44,7 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
 
     app.include_router(timeline_router(current_actor))
     app.include_router(customer360_router(current_actor))
+    app.include_router(privacy_router(current_actor))
 
     return app
 

@@ -10,6 +10,7 @@ from crm_http.problems import Problem, not_found, unprocessable
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import RedirectResponse
 
+from crm_projections.privacy.store import personal_fields_of_items, record_personal_read
 from crm_projections.timeline.merges import resolve
 from crm_projections.timeline.queries import BadCursor, TimelineFilter, TimelineQueries
 from crm_projections.timeline.verify import SourceUnavailable, customer_entries, verify_entries
@@ -77,6 +78,7 @@ def timeline_router(current_actor: ActorDependency) -> APIRouter:
         if not page["items"] and cursor is None and not await queries.exists(customer_id):
             raise not_found(f"customer {customer_id} has no timeline")
         page["merged_from"] = [str(m) for m in resolution.members[1:]]
+        await record_personal_read(request, actor, resolution.members, personal_fields_of_items(page["items"]))
         return page
 
     @router.get("/customers/{customer_id}/timeline/verify", responses=MERGED_REDIRECT, response_model=None)

@@ -1,0 +1,1 @@
+"""Personal data on the query API: disclosure export, third-party provision records (APPI), access audit."""
