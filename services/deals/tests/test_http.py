@@ -406,6 +406,11 @@ async def test_a_payment_to_an_unknown_invoice_is_422_and_one_without_an_invoice
     assert unapplied.status_code == 201, unapplied.text
     [envelope] = await deals_store.read_stream(f"payment-{unapplied.json()['id']}")
     assert (envelope.type, envelope.payload["invoice_id"]) == ("deals.PaymentReceived", None)
+    assert unapplied.headers["Location"] == f"/payments/{unapplied.json()['id']}"
+    read = await client.get(unapplied.headers["Location"], headers=rep)
+    assert read.status_code == 200
+    assert (read.json()["amount"], read.json()["method"], read.json()["customer_id"]) == ("5000", "cash", str(customer))
+    problem(await client.get(f"/payments/{new_id()}", headers=rep), 404)
 
 
 async def test_an_unpaid_invoice_is_cancelled(client: httpx.AsyncClient, rep: dict[str, str], customer: UUID) -> None:

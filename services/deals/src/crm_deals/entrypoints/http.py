@@ -14,10 +14,11 @@ from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import Actor, TokenVerifier, actor_dependency
 from crm_http.probes import install_probes
 from crm_http.problems import FieldError, Problem, conflict, install_problem_handlers, not_found, problem_type
+from crm_schemas.deals import PaymentReceived
 from fastapi import Body, Depends, FastAPI, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from crm_deals.app.aggregates import ACTIVITY, BUDGET, CONTRACT, DEAL, INVOICE, ORDER, Kind
+from crm_deals.app.aggregates import ACTIVITY, BUDGET, CONTRACT, DEAL, INVOICE, ORDER, PAYMENT, Kind
 from crm_deals.app.commands import Call, DealsCommands, Outcome
 from crm_deals.domain import contract, deal, invoice, order
 from crm_deals.domain.commands import (
@@ -511,6 +512,17 @@ def create_app(commands: DealsCommands | None, verifier: TokenVerifier, lifespan
             f"/invoices/{body.invoice_id}" if body.invoice_id is not None else f"/payments/{result['id']}"
         )
         return result
+
+    @app.get("/payments/{payment_id}")
+    async def get_payment(payment_id: UUID, response: Response, actor: CurrentActor) -> dict[str, Any]:
+        """A payment received without an invoice (payments on an invoice are listed on the invoice)."""
+        service: DealsCommands = app.state.commands
+        events, head = await service.store.load(PAYMENT.stream_id(payment_id))
+        received = [e for e in events if isinstance(e, PaymentReceived)]
+        if not received:
+            raise not_found(f"no unapplied payment {payment_id}; a payment on an invoice is shown on the invoice")
+        response.headers["ETag"] = f'"{head.version}"'
+        return {"customer_id": str(received[0].customer_id), **received[0].to_payload(), "version": head.version}
 
     # --- budgets -----------------------------------------------------------------------------------
 
