@@ -97,25 +97,31 @@ def consented(consents: Iterable[tuple[str, str]]) -> set[str]:
     return {channel for channel, purpose in consents if purpose in POLICY["marketing_purposes"]}
 
 
+def denies(rule: Mapping[str, Any], role: str, related: str, channels: set[str], document: Mapping[str, Any]) -> bool:
+    condition = rule.get("when", {})
+    if any(key in document and str(document[key]) not in values for key, values in condition.items()):
+        return False
+    if role in rule.get("roles", []):
+        return False
+    if rule.get("owner") and related == "own":
+        return False
+    consent = rule.get("consent")
+    return not (
+        consent
+        and role in consent["roles"]
+        and (consent["channel"] in channels or (consent["channel"] == "any" and channels))
+    )
+
+
 def hidden_paths(resource: str, role: str, related: str, channels: set[str], document: Mapping[str, Any]) -> set[str]:
-    hidden = set()
-    for path, rule in POLICY["resources"][resource].get("fields", {}).items():
-        condition = rule.get("when", {})
-        if any(key in document and str(document[key]) not in values for key, values in condition.items()):
-            continue
-        if role in rule.get("roles", []):
-            continue
-        if rule.get("owner") and related == "own":
-            continue
-        consent = rule.get("consent")
-        if (
-            consent
-            and role in consent["roles"]
-            and (consent["channel"] in channels or (consent["channel"] == "any" and channels))
-        ):
-            continue
-        hidden.add(path)
-    return hidden
+    fields = POLICY["resources"][resource].get("fields", {})
+    return {
+        path
+        for path, rules in fields.items()
+        if any(
+            denies(rule, role, related, channels, document) for rule in (rules if isinstance(rules, list) else [rules])
+        )
+    }
 
 
 def field_paths(document: Any, prefix: str = "") -> set[str]:

@@ -313,3 +313,45 @@ def test_wiring_an_unknown_permission_fails_when_the_app_is_built(issuer: DevIss
     current_actor = actor_dependency(TokenVerifier(issuer.auth_settings()))
     with pytest.raises(KeyError):
         permission(POLICY, current_actor, "payment.steal")
+
+
+# --- read models ---------------------------------------------------------------------------------
+
+
+def test_a_timeline_summary_hides_with_the_data_it_is_rendered_from() -> None:
+    payment = {"type": "deals.PaymentReceived", "summary": "Payment received: 100 JPY", "data": {"amount": "100"}}
+    resolved = {"type": "support.TicketResolved", "summary": "Resolved: 交換", "data": {"resolution": "交換"}}
+    terms = {"type": "contacts.PaymentTermsSet", "summary": "Payment terms: 月末", "data": {"payment_terms": "月末"}}
+    registered = {"type": "contacts.CustomerRegistered", "summary": "Customer registered", "data": {"name": "x"}}
+
+    assert POLICY.visible("timeline", payment, actor("support")) == {"type": "deals.PaymentReceived"}
+    assert POLICY.visible("timeline", payment, actor("accounting")) == payment
+    assert POLICY.visible("timeline", resolved, actor("accounting")) == {"type": "support.TicketResolved", "data": {}}
+    assert POLICY.visible("timeline", resolved, actor("support")) == resolved
+    assert POLICY.visible("timeline", terms, actor("marketing")) == {"type": "contacts.PaymentTermsSet", "data": {}}
+    assert POLICY.visible("timeline", terms, actor("sales")) == terms
+    assert POLICY.visible("timeline", registered, actor("marketing")) == registered
+
+
+def test_customer_360_hides_deal_work_from_marketing_and_outstanding_amounts_from_sales_who_own_no_deal() -> None:
+    document = {
+        "profile": {"name": "x", "email": "a@example.com", "payment_terms": "月末"},
+        "contact_persons": [{"name": "p", "phone": "1"}],
+        "open_deals": [{"amount": "100"}],
+        "metrics": {"cumulative_purchase_amount": "500", "outstanding_amount": "100"},
+    }
+    seen = POLICY.visible("customer360", document, actor("marketing"))
+    assert seen == {
+        "profile": {"name": "x"},
+        "contact_persons": [{"name": "p"}],
+        "metrics": {"cumulative_purchase_amount": "500"},
+    }
+    assert "outstanding_amount" not in POLICY.visible("customer360", document, actor("sales"))["metrics"]
+    owner = POLICY.visible("customer360", document, actor("sales"), ownership=Ownership(owner="u1"))
+    assert owner["metrics"]["outstanding_amount"] == "100"
+
+
+def test_a_field_with_an_empty_list_of_rules_is_refused() -> None:
+    data = _edit(["resources", "ticket", "fields", "notes"], [])
+    with pytest.raises(ValidationError, match="no rule"):
+        Policy.from_yaml(yaml.safe_dump(data))

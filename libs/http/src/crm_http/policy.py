@@ -92,7 +92,9 @@ class ResourcePolicy(_Strict):
 
     description: str
     permissions: dict[str, dict[Role, Scope]]
-    fields: dict[str, FieldRule] = Field(default_factory=dict)
+    fields: dict[str, tuple[FieldRule, ...]] = Field(
+        default_factory=dict, description="Restricted field → its rule, or a list of rules that must all allow it"
+    )
 
     @field_validator("permissions")
     @classmethod
@@ -102,12 +104,21 @@ class ResourcePolicy(_Strict):
                 raise ValueError(f"permission name {action!r} is not lower_snake_case")
         return value
 
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _one_rule_is_a_list_of_one(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {path: rule if isinstance(rule, list | tuple) else [rule] for path, rule in value.items()}
+        return value
+
     @field_validator("fields")
     @classmethod
-    def _paths_are_well_formed(cls, value: dict[str, FieldRule]) -> dict[str, FieldRule]:
-        for path in value:
+    def _paths_are_well_formed(cls, value: dict[str, tuple[FieldRule, ...]]) -> dict[str, tuple[FieldRule, ...]]:
+        for path, rules in value.items():
             if not _FIELD_PATH.match(path) or path.endswith("[]"):
                 raise ValueError(f"field path {path!r} is not of the form a.b or a[].b")
+            if not rules:
+                raise ValueError(f"field path {path!r} has no rule")
         return value
 
 
@@ -242,7 +253,11 @@ class Policy:
         rules = self.document.resources[_resource(resource)].fields
         related = relationship(actor, ownership)
         channels = self.consented_channels(consents)
-        return [path for path, rule in rules.items() if not _sees(rule, actor.role, related, channels, document)]
+        return [
+            path
+            for path, alternatives in rules.items()
+            if not all(_sees(rule, actor.role, related, channels, document) for rule in alternatives)
+        ]
 
     def visible(
         self,
