@@ -16,6 +16,7 @@ from crm_projections.customer360.api import customer360_router
 from crm_projections.customer360.queries import Customer360Queries
 from crm_projections.privacy.api import privacy_router
 from crm_projections.rebuild.status import LagThresholds, check_ready
+from crm_projections.search.api import customers_router
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.api import timeline_router
 from crm_projections.timeline.queries import TimelineQueries
@@ -41,6 +42,7 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
     app.state.lag_thresholds = LagThresholds()
     install_probes(app, "projections", {"database": database_ready, "projections": projections_ready})
     current_actor = actor_dependency(verifier)
+    app.include_router(customers_router(current_actor))
 
     app.include_router(timeline_router(current_actor))
     app.include_router(customer360_router(current_actor))
@@ -58,6 +60,7 @@ def build_app() -> FastAPI:
         pool = await create_pool(settings.projections_database_url)
         keyring, keys_pool = await open_keyring(settings)
         app.state.timeline = TimelineQueries(pool, keyring)
+        app.state.facts_pool = pool
         app.state.customer360 = Customer360Queries(pool, keyring)
         app.state.sources = await open_sources(settings)
         app.state.lag_thresholds = LagThresholds(

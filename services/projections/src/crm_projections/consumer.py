@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from crm_eventstore.host import stop_on_signals
+from crm_eventstore.host import open_keyring, stop_on_signals
 from crm_eventstore.kafka import client_security, ensure_topics, faststream_security
 from crm_eventstore.projection import ProjectionRunner, build_consumer_app, deadletter_to
 from crm_eventstore.store import create_pool
@@ -13,6 +13,7 @@ from crm_eventstore.worker_probes import keep_beating
 from crm_schemas.registry import DEADLETTER_TOPIC, SERVICES, topic_for
 from faststream.kafka import KafkaBroker
 
+from crm_projections.facts.store import facts_runner
 from crm_projections.rebuild.lag import KafkaEndOffsets, LagMonitor
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.project import TimelineProjection
@@ -41,7 +42,9 @@ async def run() -> None:
     runner = ProjectionRunner(
         pool, timeline, deadletter_to(broker, timeline.name), max_attempts=settings.projection_max_attempts
     )
-    app = build_consumer_app(broker, [runner], topics, settings.projections_group_id)
+    keyring, keys_pool = await open_keyring(settings)
+    facts = facts_runner(pool, keyring, deadletter_to(broker, "facts"), settings.projection_max_attempts)
+    app = build_consumer_app(broker, [runner, facts], topics, settings.projections_group_id)
     stop = asyncio.Event()
     stop_on_signals(stop)
     await app.start()
@@ -62,6 +65,7 @@ async def run() -> None:
         await ends.close()
         await app.stop()
         await pool.close()
+        await keys_pool.close()
 
 
 def main() -> None:

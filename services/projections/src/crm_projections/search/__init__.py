@@ -1,0 +1,1 @@
+"""Customer search: filters combined with AND, Japanese-aware name matching, keyset pagination."""

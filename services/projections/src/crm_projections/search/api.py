@@ -1,0 +1,42 @@
+"""`GET /customers`: search customers with combinable filters, sorting and cursor pagination."""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import asyncpg
+from crm_http.auth import Actor
+from crm_http.problems import unprocessable
+from fastapi import APIRouter, Depends, Query, Request
+
+from crm_projections.search.filters import CustomerSearch, FilterError
+from crm_projections.search.queries import BadCursor, CustomerSearchQueries
+
+ActorDependency = Callable[..., Awaitable[Actor]]
+
+
+def facts_pool(request: Request) -> asyncpg.Pool:
+    """The projections database pool the lifespan put on app.state.facts_pool."""
+    pool: asyncpg.Pool = request.app.state.facts_pool
+    return pool
+
+
+def customers_router(current_actor: ActorDependency) -> APIRouter:
+    """The search endpoint, authenticated with the app's actor dependency."""
+    router = APIRouter(tags=["search"])
+
+    @router.get("/customers")
+    async def search_customers(
+        params: Annotated[CustomerSearch, Query()],
+        actor: Annotated[Actor, Depends(current_actor)],
+        pool: Annotated[asyncpg.Pool, Depends(facts_pool)],
+    ) -> dict[str, Any]:
+        """Customers matching every filter given (merged duplicates left out), sorted, one page at a time."""
+        try:
+            params.check()
+            return await CustomerSearchQueries(pool).page(params.filters(), params.sort, params.cursor, params.limit)
+        except FilterError as exc:
+            raise unprocessable(exc.field, exc.message) from None
+        except BadCursor as exc:
+            raise unprocessable("cursor", str(exc)) from None
+
+    return router
