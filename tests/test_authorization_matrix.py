@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 import yaml
 from crm_cli.testing import MASTER_KEY, TEST_PASSWORD, TEST_ROLE
+from crm_contacts import database as contacts_database
 from crm_contacts.app.customers import CustomerCommands
 from crm_contacts.domain.commands import (
     AddContactPerson,
@@ -253,8 +254,14 @@ async def matrix_keyring(keys_url: str) -> AsyncIterator[Keyring]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def contacts(pg_admin_url: str, matrix_keyring: Keyring) -> AsyncIterator[CustomerCommands]:
+    # Provisioned as `crm up` does: the event store plus the contacts service's own tables.
     url = await provision_event_store(
-        pg_admin_url, f"crm_test_authz_c_{secrets.token_hex(4)}", TEST_ROLE, TEST_PASSWORD
+        pg_admin_url,
+        f"crm_test_authz_c_{secrets.token_hex(4)}",
+        TEST_ROLE,
+        TEST_PASSWORD,
+        contacts_database.DDL,
+        contacts_database.GRANTS,
     )
     pool = await create_pool(url, min_size=2, max_size=10)
     yield CustomerCommands(PostgresEventStore(pool, "contacts", matrix_keyring))
