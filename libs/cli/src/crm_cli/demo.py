@@ -72,13 +72,20 @@ class DemoLoader:
         for client in self._clients.values():
             await client.aclose()
 
-    async def post(self, service: str, path: str, body: dict[str, Any], label: str) -> dict[str, Any]:
-        """POST a command; retries 5xx/transport errors and replica lag (bounded), raises on refusal."""
+    async def post(
+        self, service: str, path: str, body: dict[str, Any], label: str, key: str | None = None
+    ) -> dict[str, Any]:
+        """POST a command; retries 5xx/transport errors and replica lag (bounded), raises on refusal.
+
+        ``key`` becomes the Idempotency-Key, so a rerun of the same book replays what already happened
+        (same ids in the answers) and carries on where an interrupted run stopped.
+        """
+        headers = {} if key is None else {"Idempotency-Key": key}
         deadline = time.monotonic() + REPLICA_WAIT_SECONDS
         delay = 0.05
         while True:
             try:
-                response = await self._clients[service].post(path, json=body)
+                response = await self._clients[service].post(path, json=body, headers=headers)
             except httpx.TransportError as transport_error:
                 if time.monotonic() > deadline:
                     raise DemoCommandFailed(service, path, 0, str(transport_error)) from transport_error
@@ -97,92 +104,102 @@ class DemoLoader:
             except ValueError:
                 problem = response.text
             error = DemoCommandFailed(service, path, response.status_code, problem)
-            retry = response.status_code >= 500 or _waiting_for_replica(error)
+            # 409 with current_version: another writer (e.g. the deals scheduler marking a back-dated
+            # invoice overdue) appended to the stream between the service's read and write; sent again
+            # without If-Match, the command is decided on the new state.
+            stale = response.status_code == 409 and isinstance(problem, dict) and "current_version" in problem
+            retry = response.status_code >= 500 or stale or _waiting_for_replica(error)
             if not retry or time.monotonic() > deadline:
                 raise error
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def load_customer(self, plan: CustomerPlan) -> None:
+    async def load_customer(self, plan: CustomerPlan, seed: int) -> None:
         """Every command of one customer's plan, in order (later commands use the ids earlier ones got)."""
-        customer = await self.post("contacts", "/customers", plan.register, "contacts: register customer")
+        step = 0
+        plain_post = self.post
+
+        async def post(service: str, path: str, body: dict[str, Any], label: str) -> dict[str, Any]:
+            nonlocal step
+            step += 1
+            return await plain_post(service, path, body, label, f"demo-{seed}-{plan.key}-{step}")
+
+        customer = await post("contacts", "/customers", plan.register, "contacts: register customer")
         cid = str(customer["id"])
         self._report.customer_ids.append(cid)
         if plan.rank:
-            await self.post("contacts", f"/customers/{cid}/rank", {"rank": plan.rank}, "contacts: rank")
+            await post("contacts", f"/customers/{cid}/rank", {"rank": plan.rank}, "contacts: rank")
         if plan.tags:
-            await self.post("contacts", f"/customers/{cid}/tags", {"add": plan.tags}, "contacts: tags")
+            await post("contacts", f"/customers/{cid}/tags", {"add": plan.tags}, "contacts: tags")
         for consent in plan.consents:
-            await self.post("contacts", f"/customers/{cid}/consents", consent, "contacts: consent")
+            await post("contacts", f"/customers/{cid}/consents", consent, "contacts: consent")
         people: list[str] = []
         for contact in plan.contacts:
-            added = await self.post("contacts", f"/customers/{cid}/contacts", contact.body, "contacts: contact person")
+            added = await post("contacts", f"/customers/{cid}/contacts", contact.body, "contacts: contact person")
             people.append(str(added.get("person_id") or added["id"]))
         for activity in plan.activities:
-            await self.post("deals", "/activities", {"customer_id": cid, **activity}, "deals: activity")
+            await post("deals", "/activities", {"customer_id": cid, **activity}, "deals: activity")
         for deal in plan.deals:
             body = {"customer_id": cid, **deal.body}
             if people:
                 body["contact_person_id"] = people[0]
-            opened = await self.post("deals", "/deals", body, "deals: open deal")
+            opened = await post("deals", "/deals", body, "deals: open deal")
             did = str(opened.get("deal_id") or opened["id"])
             for stage in deal.stages:
-                await self.post("deals", f"/deals/{did}/stage", {"stage": stage}, "deals: stage")
+                await post("deals", f"/deals/{did}/stage", {"stage": stage}, "deals: stage")
             for activity in deal.activities:
-                await self.post("deals", f"/deals/{did}/activities", activity, "deals: activity")
+                await post("deals", f"/deals/{did}/activities", activity, "deals: activity")
             if deal.outcome == "won":
-                await self.post("deals", f"/deals/{did}/won", {"amount": deal.final_amount}, "deals: won")
+                await post("deals", f"/deals/{did}/won", {"amount": deal.final_amount}, "deals: won")
             elif deal.outcome == "lost":
                 lost = {"reason": deal.lost_reason, "competitor": deal.competitor}
-                await self.post("deals", f"/deals/{did}/lost", lost, "deals: lost")
+                await post("deals", f"/deals/{did}/lost", lost, "deals: lost")
             if deal.contract is not None:
                 contract = {"customer_id": cid, "deal_id": did, **deal.contract}
-                await self.post("deals", "/contracts", contract, "deals: contract")
+                await post("deals", "/contracts", contract, "deals: contract")
         order_ids: list[str] = []
         for order in plan.orders:
-            placed = await self.post("deals", "/orders", {"customer_id": cid, **order.body}, "deals: order")
+            placed = await post("deals", "/orders", {"customer_id": cid, **order.body}, "deals: order")
             oid = str(placed.get("order_id") or placed["id"])
             order_ids.append(oid)
             if order.deliver_on is not None:
                 delivered = {"delivered_on": order.deliver_on.isoformat()}
-                await self.post("deals", f"/orders/{oid}/deliver", delivered, "deals: deliver")
+                await post("deals", f"/orders/{oid}/deliver", delivered, "deals: deliver")
             for returned in order.returns:
                 ret = {"lines": [returned], "reason": "数量誤り"}
-                await self.post("deals", f"/orders/{oid}/return", ret, "deals: return")
+                await post("deals", f"/orders/{oid}/return", ret, "deals: return")
             if order.cancel:
-                await self.post("deals", f"/orders/{oid}/cancel", {"reason": "お客様都合"}, "deals: cancel")
+                await post("deals", f"/orders/{oid}/cancel", {"reason": "お客様都合"}, "deals: cancel")
             if order.invoice is not None:
                 invoice_body = {"customer_id": cid, "order_id": oid, **order.invoice.body}
-                issued = await self.post("deals", "/invoices", invoice_body, "deals: invoice")
+                issued = await post("deals", "/invoices", invoice_body, "deals: invoice")
                 iid = str(issued.get("invoice_id") or issued["id"])
                 for payment in order.invoice.payments:
                     pay = {"customer_id": cid, "invoice_id": iid, **payment}
-                    await self.post("deals", "/payments", pay, "deals: payment")
+                    await post("deals", "/payments", pay, "deals: payment")
             if order.direct_payment is not None:
-                await self.post("deals", "/payments", {"customer_id": cid, **order.direct_payment}, "deals: payment")
+                await post("deals", "/payments", {"customer_id": cid, **order.direct_payment}, "deals: payment")
         for budget in plan.budgets:
-            await self.post("deals", f"/customers/{cid}/budgets", budget, "deals: budget")
+            await post("deals", f"/customers/{cid}/budgets", budget, "deals: budget")
         for ticket in plan.tickets:
             body = {"customer_id": cid, **ticket.body}
             if ticket.order_index is not None:
                 body["order_id"] = order_ids[ticket.order_index]
             if people:
                 body["contact_person_id"] = people[-1]
-            opened = await self.post("support", "/tickets", body, "support: open ticket")
+            opened = await post("support", "/tickets", body, "support: open ticket")
             tid = str(opened.get("ticket_id") or opened["id"])
             assignee, team = ticket.assign
-            await self.post(
-                "support", f"/tickets/{tid}/assign", {"assignee": assignee, "team": team}, "support: assign"
-            )
-            await self.post("support", f"/tickets/{tid}/reply", {"content": ticket.reply}, "support: reply")
+            await post("support", f"/tickets/{tid}/assign", {"assignee": assignee, "team": team}, "support: assign")
+            await post("support", f"/tickets/{tid}/reply", {"content": ticket.reply}, "support: reply")
             if ticket.escalate is not None:
-                await self.post("support", f"/tickets/{tid}/escalate", ticket.escalate, "support: escalate")
+                await post("support", f"/tickets/{tid}/escalate", ticket.escalate, "support: escalate")
             if ticket.resolve is not None:
-                await self.post("support", f"/tickets/{tid}/resolve", ticket.resolve, "support: resolve")
+                await post("support", f"/tickets/{tid}/resolve", ticket.resolve, "support: resolve")
                 if ticket.csat is not None:
-                    await self.post("support", f"/tickets/{tid}/satisfaction", ticket.csat, "support: satisfaction")
+                    await post("support", f"/tickets/{tid}/satisfaction", ticket.csat, "support: satisfaction")
                 if ticket.close:
-                    await self.post("support", f"/tickets/{tid}/close", {}, "support: close")
+                    await post("support", f"/tickets/{tid}/close", {}, "support: close")
         self._report.customers += 1
 
 
@@ -223,7 +240,7 @@ async def load_demo(
         async def one(plan: CustomerPlan) -> None:
             async with gate:
                 try:
-                    await loader.load_customer(plan)
+                    await loader.load_customer(plan, seed)
                 except DemoCommandFailed as error:
                     report.failures.append(f"customer #{plan.key}: {error}")
 

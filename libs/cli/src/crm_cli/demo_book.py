@@ -71,7 +71,7 @@ COMPANY_SUFFIXES = (
 )  # fmt: skip
 DEPARTMENTS = ("営業部", "情報システム部", "総務部", "購買部", "経営企画部")
 TITLES = ("部長", "課長", "係長", "主任", "担当")
-DECISION_ROLES = ("decision_maker", "influencer", "user", "gatekeeper")
+DECISION_ROLES = ("decision_maker", "approver", "influencer", "user")
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,7 @@ class BookPlanner:
         self.faker = Faker("ja_JP")
         self.faker.seed_instance(seed)
         self.today = today
+        self.seed = seed
         self._phones: set[str] = set()
 
     # -- people and places ---------------------------------------------------------------------
@@ -271,7 +272,7 @@ class BookPlanner:
                 "employee_count": self.rng.choice([8, 25, 60, 140, 320, 1200]),
                 "fiscal_month": self.rng.choice([3, 3, 3, 12, 12, 6, 9]),
                 "representative": rep,
-                "external_id": f"DEMO-C{key:05d}",
+                "external_id": f"DEMO{self.seed}-C{key:05d}",
             }
         else:
             name, kana = self._person_name()
@@ -286,7 +287,7 @@ class BookPlanner:
                 "birth_date": birth.isoformat(),
                 "gender": self.rng.choice(["female", "male", "unspecified"]),
                 "occupation": self.rng.choice(["会社員", "公務員", "自営業", "学生", "主婦", "エンジニア"]),
-                "external_id": f"DEMO-P{key:05d}",
+                "external_id": f"DEMO{self.seed}-P{key:05d}",
             }
         plan = CustomerPlan(
             key=key,
@@ -346,7 +347,7 @@ class BookPlanner:
         owner, _ = self.rng.choice(OWNERS)
         return {
             "kind": kind,
-            "occurred_on": (self.today - timedelta(days=self.rng.randint(1, 400))).isoformat(),
+            "occurred_at": f"{(self.today - timedelta(days=self.rng.randint(1, 400))).isoformat()}T14:00:00+09:00",
             "staff": owner,
             "participants": [self._person_name()[0]],
             "subject": subjects[kind] + ("" if deal else "（定期フォロー）"),
