@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
 import time
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import asyncpg
 import typer
@@ -198,6 +199,51 @@ def home() -> None:
     from crm_cli.stack import crm_home
 
     typer.echo(str(crm_home()))
+
+
+@export_app.command("segment")
+def export_segment_command(
+    name: Annotated[str, typer.Argument(help="Name of a saved segment (POST /segments)")],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="CSV file to write (default: stdout)")] = None,
+) -> None:
+    """Write a saved segment's current members as CSV."""
+    from crm_projections.segments.export import UnknownSegment, export_segment
+
+    async def run(out: TextIO) -> int:
+        url = os.environ.get("CRM_PROJECTIONS_DATABASE_URL") or _projections_url()
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        try:
+            return await export_segment(pool, name, out)
+        finally:
+            await pool.close()
+
+    errors = Console(stderr=True)
+    out = open(output, "w", encoding="utf-8", newline="") if output else _utf8_stdout()  # noqa: SIM115
+    try:
+        written = asyncio.run(run(out))
+    except UnknownSegment as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        if output:
+            out.close()
+    errors.print(f"{written:,} customers written{f' to {output}' if output else ''}")
+
+
+def _projections_url() -> str:
+    from crm_cli.stack import crm_home, endpoints
+
+    found = endpoints(crm_home())["database_urls"]
+    assert isinstance(found, dict)
+    return str(found["projections"])
+
+
+def _utf8_stdout() -> TextIO:
+    import sys
+
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8", newline="")
+    return sys.stdout
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from crm_projections.customer360.queries import Customer360Queries
 from crm_projections.privacy.api import privacy_router
 from crm_projections.rebuild.status import LagThresholds, check_ready
 from crm_projections.search.api import customers_router
+from crm_projections.segments.api import segments_router
 from crm_projections.settings import ProjectionsSettings
 from crm_projections.timeline.api import timeline_router
 from crm_projections.timeline.queries import TimelineQueries
@@ -43,6 +44,7 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
     install_probes(app, "projections", {"database": database_ready, "projections": projections_ready})
     current_actor = actor_dependency(verifier)
     app.include_router(customers_router(current_actor))
+    app.include_router(segments_router(current_actor))
 
     app.include_router(timeline_router(current_actor))
     app.include_router(customer360_router(current_actor))

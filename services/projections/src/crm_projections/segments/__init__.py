@@ -1,0 +1,1 @@
+"""Saved customer segments: a name and the search filters that define its members."""
