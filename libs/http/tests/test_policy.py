@@ -12,6 +12,7 @@ from crm_http.policy import (
     Ownership,
     Policy,
     default_policy,
+    document_permissions,
     permission,
     relationship,
     scope_covers,
@@ -355,3 +356,29 @@ def test_a_field_with_an_empty_list_of_rules_is_refused() -> None:
     data = _edit(["resources", "ticket", "fields", "notes"], [])
     with pytest.raises(ValidationError, match="no rule"):
         Policy.from_yaml(yaml.safe_dump(data))
+
+
+def test_the_openapi_names_each_endpoints_permission_who_holds_it_and_its_403(issuer: DevIssuer) -> None:
+    app = FastAPI()
+    current_actor = actor_dependency(TokenVerifier(issuer.auth_settings()))
+
+    @app.post("/payments")
+    async def record_payment(
+        grant: Annotated[Grant, Depends(permission(POLICY, current_actor, "payment.record"))],
+    ) -> dict[str, str]:
+        """Record a payment."""
+        return {}
+
+    @app.get("/open")
+    async def unguarded() -> dict[str, str]:
+        return {}
+
+    document_permissions(app, POLICY)
+    operations = app.openapi()["paths"]
+
+    payments = operations["/payments"]["post"]
+    assert payments["description"].startswith("Record a payment.\n\nPermission `payment.record`: ")
+    assert "accounting (any)" in payments["description"]
+    assert "marketing" not in payments["description"]
+    assert "application/problem+json" in payments["responses"]["403"]["content"]
+    assert "403" not in operations["/open"]["get"]["responses"]

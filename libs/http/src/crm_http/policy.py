@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
-from fastapi import Depends
+from fastapi import Depends, FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crm_http.auth import Actor
-from crm_http.problems import Problem, problem_type
+from crm_http.problems import PROBLEM_CONTENT_TYPE, Problem, problem_type
 
 Role = Literal["sales", "marketing", "support", "accounting", "manager", "admin", "auditor", "integration"]
 Resource = Literal[
@@ -339,7 +341,45 @@ def permission(
         return_annotation=Grant,
     )
     grant.__name__ = f"permission_{name.replace('.', '_')}"
+    grant.crm_permission = name  # type: ignore[attr-defined]
     return grant
+
+
+def document_permissions(app: FastAPI, policy: Policy) -> None:
+    """Write into ``app``'s OpenAPI which permission each endpoint needs, who has it, and its 403.
+
+    Call it after the routes are added and before the schema is first served.
+    """
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        names = sorted(_permissions_of(route.dependant))
+        if not names:
+            continue
+        holders = "; ".join(
+            f"`{name}`: "
+            + ", ".join(f"{role} ({scope})" for role in ROLES if (scope := policy.scope(role, name)) is not None)
+            for name in names
+        )
+        note = f"Permission {holders or 'none'} (docs/adr/0011)."
+        route.description = f"{route.description}\n\n{note}" if route.description else note
+        route.responses.setdefault(
+            403,
+            {
+                "description": f"The caller's role lacks the permission {', '.join(names)} (problem+json).",
+                "content": {PROBLEM_CONTENT_TYPE: {}},
+            },
+        )
+
+
+def _permissions_of(dependant: Dependant) -> set[str]:
+    found = set()
+    for dependency in dependant.dependencies:
+        name = getattr(dependency.call, "crm_permission", None)
+        if isinstance(name, str):
+            found.add(name)
+        found |= _permissions_of(dependency)
+    return found
 
 
 @functools.cache

@@ -8,7 +8,7 @@ from crm_eventstore.http_commands import command_context, expected_version, idem
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import TokenVerifier, actor_dependency
-from crm_http.policy import Grant, Ownership, Policy, default_policy, permission
+from crm_http.policy import Grant, Ownership, Policy, default_policy, document_permissions, permission
 from crm_http.probes import install_probes
 from crm_http.problems import (
     FieldError,
@@ -309,4 +309,5 @@ def create_app(
         "ticket.record_satisfaction",
     )
     command_endpoint("links", LinkTicket, "Link to a deal, an order or another ticket (TicketLinked)", "ticket.link")
+    document_permissions(app, rules)
     return app
