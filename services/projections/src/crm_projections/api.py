@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from crm_projections.customer360.api import customer360_router
 from crm_projections.customer360.queries import Customer360Queries
 from crm_projections.privacy.api import privacy_router
+from crm_projections.pivots.api import pivots_router
 from crm_projections.rebuild.status import LagThresholds, check_ready
 from crm_projections.search.api import customers_router
 from crm_projections.segments.api import segments_router
@@ -45,6 +46,7 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
     current_actor = actor_dependency(verifier)
     app.include_router(customers_router(current_actor))
     app.include_router(segments_router(current_actor))
+    app.include_router(pivots_router(current_actor))
 
     app.include_router(timeline_router(current_actor))
     app.include_router(customer360_router(current_actor))

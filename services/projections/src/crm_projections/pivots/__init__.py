@@ -1,0 +1,1 @@
+"""Pivot reports: one measure over one or two dimensions, with totals, as JSON or CSV."""
