@@ -121,7 +121,7 @@ async def test_revenue_by_prefecture_and_fiscal_year_is_exact_on_generated_histo
             for i, (_, category, _) in enumerate(lines, start=1):
                 by_category[category] += kept[i]
     report = await pivot(client, rows="prefecture", columns="fiscal_year", measure="revenue")
-    assert as_cells(report) == {k: v for k, v in expected.items()}
+    assert as_cells(report) == dict(expected)
     grand = sum(expected.values(), Decimal(0))
     assert Decimal(report["totals"]["grand"]) == grand
     for prefecture, total in zip(report["rows"], report["totals"]["rows"], strict=True):

@@ -14,8 +14,8 @@ from fastapi import FastAPI
 
 from crm_projections.customer360.api import customer360_router
 from crm_projections.customer360.queries import Customer360Queries
-from crm_projections.privacy.api import privacy_router
 from crm_projections.pivots.api import pivots_router
+from crm_projections.privacy.api import privacy_router
 from crm_projections.rebuild.status import LagThresholds, check_ready
 from crm_projections.search.api import customers_router
 from crm_projections.segments.api import segments_router
