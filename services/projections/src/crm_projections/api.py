@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from crm_projections.customer360.api import customer360_router
 from crm_projections.customer360.queries import Customer360Queries
+from crm_projections.pipeline.api import pipeline_router
 from crm_projections.pivots.api import pivots_router
 from crm_projections.privacy.api import privacy_router
 from crm_projections.rebuild.status import LagThresholds, check_ready
@@ -47,6 +48,7 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
     app.include_router(customers_router(current_actor))
     app.include_router(segments_router(current_actor))
     app.include_router(pivots_router(current_actor))
+    app.include_router(pipeline_router(current_actor))
 
     app.include_router(timeline_router(current_actor))
     app.include_router(customer360_router(current_actor))

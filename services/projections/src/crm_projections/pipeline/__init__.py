@@ -1,0 +1,1 @@
+"""The sales pipeline: open deals by stage, won and lost per period."""
