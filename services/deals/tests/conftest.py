@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from uuid import UUID
 
 import asyncpg
@@ -24,11 +24,25 @@ from crm_eventstore.store import PostgresEventStore, create_pool
 from .builders import NOW
 
 
+async def despite_concurrent_grants(provision: Callable[[], Awaitable[str]]) -> str:
+    """Provision, trying again when another session on the same server granted at the same moment
+    (PostgreSQL then fails one of the GRANTs with "tuple concurrently updated")."""
+    for attempt in range(5):
+        try:
+            return await provision()
+        except asyncpg.InternalServerError as error:
+            if "concurrently" not in str(error) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def deals_store(pg_admin_url: str, keyring: Keyring) -> AsyncIterator[PostgresEventStore]:
     """A deals event store on a fresh database provisioned like `crm up` does (DDL + GRANTS)."""
-    url = await provision_event_store(
-        pg_admin_url, f"crm_test_deals_{secrets.token_hex(5)}", TEST_ROLE, TEST_PASSWORD, DDL, GRANTS
+    url = await despite_concurrent_grants(
+        lambda: provision_event_store(
+            pg_admin_url, f"crm_test_deals_{secrets.token_hex(5)}", TEST_ROLE, TEST_PASSWORD, DDL, GRANTS
+        )
     )
     pool = await create_pool(url, min_size=2, max_size=20)
     yield PostgresEventStore(pool, "deals", keyring)
