@@ -15,15 +15,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 import asyncpg
 from crm_eventstore.kafka import decode_value
-from crm_eventstore.store import init_connection
-from crm_schemas.envelope import ActorRef, EventEnvelope
+from crm_schemas.envelope import EventEnvelope
 
 from crm_projections.timeline.project import (
     MERGE_TYPES,
@@ -59,10 +61,23 @@ Progress = Callable[[int, int | None], None]
 
 @dataclass(frozen=True)
 class Batch:
-    """Replayed events and the replay position after them."""
+    """Replayed events and the replay position after them.
+
+    A source gives either envelopes (projected here with ``TimelineProjection.project``) or, when it
+    reads the event stores, ready staging rows: the timeline entry is a column-for-column copy of the
+    stored event, so the store's JSON is passed through as text instead of being parsed and re-encoded
+    (the rebuild-equals-live tests hold both paths to the same result).
+    """
 
     envelopes: Sequence[EventEnvelope]
     positions: Mapping[str, str]
+    rows: Sequence[tuple[Any, ...]] = ()
+    merges: Sequence[tuple[Any, ...]] = ()
+
+    @property
+    def size(self) -> int:
+        """Events in the batch."""
+        return len(self.envelopes) + len(self.rows)
 
 
 class ReplaySource(Protocol):
@@ -107,8 +122,9 @@ class EventStoreSource:
 
     name = "event-stores"
 
-    def __init__(self, pools: Mapping[str, asyncpg.Pool]) -> None:
+    def __init__(self, pools: Mapping[str, asyncpg.Pool], horizon_timeout: float = 600.0) -> None:
         self.pools = dict(pools)
+        self.horizon_timeout = horizon_timeout
 
     async def total(self, positions: Mapping[str, str]) -> tuple[int, int | None]:
         """Events behind and in total, by service."""
@@ -128,12 +144,20 @@ class EventStoreSource:
         """Batches per service, each service in its global order."""
         for service, pool in sorted(self.pools.items()):
             tx, pos = _store_position(positions.get(service))
+            # Everything committed when the read starts is read, waiting for the horizon to pass it:
+            # on a busy server some other short transaction nearly always holds the horizon back a little.
+            head = await pool.fetchrow(
+                "SELECT tx_id::text AS tx_text, position FROM events ORDER BY tx_id DESC, position DESC LIMIT 1"
+            )
+            target = (0, 0) if head is None else (int(head["tx_text"]), head["position"])
+            waited = 0.0
             while True:
                 # Read only below the snapshot's xmin, as PostgresEventStore.read_all does: every
                 # transaction that could still commit an earlier event is finished (docs/adr/0002).
                 rows = await pool.fetch(
-                    "SELECT tx_id::text AS tx_text, position, event_id, type, schema_version, service, stream_id,"
-                    " version, customer_id, occurred_at, recorded_at, actor, correlation_id, payload, prev_hash, hash"
+                    "SELECT tx_id::text AS tx_text, position, event_id, customer_id, service, type, schema_version,"
+                    " stream_id, version, occurred_at, recorded_at, actor::text AS actor, correlation_id,"
+                    " payload::text AS data, prev_hash, hash"
                     " FROM events WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)"
                     " AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id, position LIMIT $3",
                     tx,
@@ -141,30 +165,29 @@ class EventStoreSource:
                     batch,
                 )
                 if not rows:
-                    break
+                    if (int(tx), pos) >= target:
+                        break
+                    if waited > self.horizon_timeout:
+                        raise TimeoutError(f"{service}: the transaction horizon did not pass the head of the store")
+                    await asyncio.sleep(0.05)
+                    waited += 0.05
+                    continue
                 tx, pos = rows[-1]["tx_text"], rows[-1]["position"]
-                envelopes = [
-                    EventEnvelope.model_construct(
-                        event_id=r["event_id"],
-                        type=r["type"],
-                        schema_version=r["schema_version"],
-                        service=r["service"],
-                        stream_id=r["stream_id"],
-                        version=r["version"],
-                        customer_id=r["customer_id"],
-                        occurred_at=r["occurred_at"],
-                        recorded_at=r["recorded_at"],
-                        actor=ActorRef.model_construct(**r["actor"]),
-                        correlation_id=r["correlation_id"],
-                        causation_id=None,
-                        traceparent=None,
-                        payload=r["payload"],
-                        prev_hash=r["prev_hash"],
-                        hash=r["hash"],
+                staged = [tuple(r)[2:] for r in rows]  # ENTRY_COLUMNS order
+                merges = [
+                    (
+                        r["event_id"],
+                        r["customer_id"],
+                        UUID(str(json.loads(r["data"])["survivor_id"])),
+                        r["type"] == "contacts.CustomerMergedInto",
+                        r["version"],
+                        r["occurred_at"],
+                        r["recorded_at"],
                     )
                     for r in rows
+                    if r["type"] in MERGE_TYPES
                 ]
-                yield Batch(envelopes, {service: f"{tx}:{pos}"})
+                yield Batch((), {service: f"{tx}:{pos}"}, staged, merges)
 
 
 def _store_position(text: str | None) -> tuple[str, int]:
@@ -262,6 +285,34 @@ class KafkaSource:
 # ---- the rebuild ------------------------------------------------------------------------------
 
 
+async def _read_ahead(batches: AsyncIterator[Batch], depth: int = 2) -> AsyncIterator[Batch]:
+    """The same batches, the next ones read while the caller writes the current one (reads and writes overlap)."""
+    queue: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(maxsize=depth)
+
+    async def pump() -> None:
+        try:
+            async for batch in batches:
+                await queue.put(batch)
+        except BaseException as exc:
+            await queue.put(exc)
+            raise
+        await queue.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
 @dataclass(frozen=True)
 class RebuildReport:
     """What a finished rebuild did."""
@@ -301,8 +352,8 @@ class TimelineRebuild:
         self._project = TimelineProjection().project
 
     async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self.owner_url)
-        await init_connection(conn)
+        # No JSON codecs: JSON only passes through as text here (jsonb columns take it as is).
+        conn: asyncpg.Connection = await asyncpg.connect(self.owner_url)
         return conn
 
     async def _prepare(self, conn: asyncpg.Connection, source: str, restart: bool) -> tuple[dict[str, str], bool]:
@@ -343,7 +394,14 @@ class TimelineRebuild:
         """Write one batch and its position into the shadow copy (inside the caller's transaction)."""
         entries = [e for e in (self._project(env) for env in batch.envelopes) if e is not None]
         shadow = _ident(self.shadow)
+        if batch.rows:
+            # Straight into the shadow table: an event store holds each event once and the position
+            # commits with the batch, so these rows cannot already be there.
+            await conn.copy_records_to_table(
+                "timeline_entries", schema_name=self.shadow, records=batch.rows, columns=ENTRY_COLUMNS
+            )
         if entries:
+            # Kafka may deliver an event twice: through staging, with ON CONFLICT.
             await conn.copy_records_to_table(
                 "rebuild_staging", records=[entry_row(e) for e in entries], columns=ENTRY_COLUMNS
             )
@@ -354,13 +412,13 @@ class TimelineRebuild:
                 " ON CONFLICT (event_id) DO NOTHING;"
                 " TRUNCATE rebuild_staging"
             )
-            merges = [merge_row(e) for e in entries if e.type in MERGE_TYPES]
-            if merges:
-                await conn.executemany(
-                    f"INSERT INTO {shadow}.customer_merges ({', '.join(MERGE_COLUMNS)})"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-                    merges,
-                )
+        merges = [*batch.merges, *(merge_row(e) for e in entries if e.type in MERGE_TYPES)]
+        if merges:
+            await conn.executemany(
+                f"INSERT INTO {shadow}.customer_merges ({', '.join(MERGE_COLUMNS)})"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+                merges,
+            )
         await conn.executemany(
             f"INSERT INTO {shadow}.rebuild_progress (key, position) VALUES ($1, $2)"
             " ON CONFLICT (key) DO UPDATE SET position = EXCLUDED.position",
@@ -369,9 +427,9 @@ class TimelineRebuild:
         await conn.execute(
             "UPDATE projection_rebuilds SET heartbeat_at = now(), events_done = events_done + $2 WHERE projection = $1",
             self.projection,
-            len(batch.envelopes),
+            batch.size,
         )
-        return len(batch.envelopes)
+        return batch.size
 
     async def run(
         self, source: ReplaySource, *, restart: bool = False, progress: Progress | None = None
@@ -395,7 +453,7 @@ class TimelineRebuild:
             if progress:
                 progress(done, total)
             replayed = 0
-            async for batch in source.read(positions, self.batch):
+            async for batch in _read_ahead(source.read(positions, self.batch)):
                 async with conn.transaction():
                     n = await self._apply(conn, batch)
                 positions = {**positions, **batch.positions}

@@ -1,0 +1,189 @@
+"""Timeline rebuild replay rate on 1,000,000 events: `python bench/rebuild.py --help`.
+
+Three throwaway event-store databases (contacts, deals, support) are filled by COPY with the generated
+histories of bench/query.py (10,000 customers), then `TimelineRebuild` replays them from the event stores
+into a fresh projections database — the same code as `crm projections rebuild timeline --source
+event-stores` — and swaps the copy in. Printed: the replay rate (events/s while replaying) and the whole
+rebuild including the index build and the swap, next to the target (>= 40,000 events/s). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import secrets
+import sys
+import time
+from typing import Any
+
+import asyncpg
+from bench_server import admin_server
+from crm_eventstore.provision import database_url, provision_event_store, provision_read_models
+from crm_eventstore.store import create_pool
+from crm_projections.read_models import READ_MODELS_DDL, READ_MODELS_GRANTS
+from crm_projections.rebuild.replay import EventStoreSource, TimelineRebuild
+from crm_schemas.registry import SERVICES
+from query import PERSONAL, generate, progress
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+ROLE = "crm_bench_rebuild"
+PASSWORD = "bench-" + secrets.token_hex(8)
+TARGET_RATE = 40_000
+COLUMNS = ["event_id", "type", "schema_version", "service", "stream_id", "version", "customer_id", "occurred_at", "recorded_at", "actor", "correlation_id", "causation_id", "traceparent", "payload", "prev_hash", "hash"]
+FAKE_CIPHERTEXT = "enc:v1:" + "x" * 40  # the replay never decrypts: only the size matters
+
+
+async def load(admin_url: str, names: dict[str, str], customers: int, events: int, seed: int) -> int:
+    """Fill the three event stores; returns the number of events."""
+    conns = {}
+    for service, name in names.items():
+        await provision_event_store(admin_url, name, ROLE, PASSWORD)
+        conn = await asyncpg.connect(database_url(admin_url, name))
+        await conn.execute("SET session_replication_role = replica")  # bulk load: skip the chain trigger
+        await conn.execute(
+            "CREATE TEMP TABLE staging (event_id uuid, type text, schema_version int, service text, stream_id text,"
+            " version int, customer_id uuid, occurred_at timestamptz, recorded_at timestamptz, actor text,"
+            " correlation_id uuid, causation_id uuid, traceparent text, payload text, prev_hash text, hash text)"
+        )
+        conns[service] = conn
+    rows: dict[str, list[tuple[Any, ...]]] = {s: [] for s in names}
+    actor = json.dumps({"subject": "u-sales-1", "role": "sales"})
+    cols = ", ".join(COLUMNS)
+    select = cols.replace("actor", "actor::jsonb").replace("payload", "payload::jsonb")
+
+    async def flush(service: str) -> None:
+        await conns[service].copy_records_to_table("staging", records=rows[service], columns=COLUMNS)
+        await conns[service].execute(f"INSERT INTO events ({cols}) SELECT {select} FROM staging; TRUNCATE staging")
+        rows[service].clear()
+
+    total = 0
+    with progress() as bar:
+        task = bar.add_task("loading event stores", total=events)
+        for _, evs in generate(customers, events, seed):
+            prev: dict[str, str] = {}
+            for e in evs:
+                personal = PERSONAL.get(e.type, frozenset())
+                payload = {k: (FAKE_CIPHERTEXT if k in personal and v is not None else v) for k, v in e.data.items()}
+                digest = secrets.token_hex(32)
+                rows[e.service].append(
+                    (
+                        e.event_id,
+                        e.type,
+                        1,
+                        e.service,
+                        e.stream_id,
+                        e.version,
+                        e.customer_id,
+                        e.occurred_at,
+                        e.occurred_at,
+                        actor,
+                        e.event_id,
+                        None,
+                        None,
+                        json.dumps(payload, ensure_ascii=False),
+                        prev.get(e.stream_id),
+                        digest,
+                    )
+                )
+                prev[e.stream_id] = digest
+            total += len(evs)
+            bar.update(task, completed=total)
+            for service, pending in rows.items():
+                if len(pending) >= 20_000:
+                    await flush(service)
+        for service, pending in rows.items():
+            if pending:
+                await flush(service)
+    for conn in conns.values():
+        await conn.execute("ANALYZE events")
+        await conn.close()
+    return total
+
+
+async def rebuild(admin_url: str, names: dict[str, str], projections: str, total: int, batch: int) -> dict[str, float]:
+    await provision_read_models(admin_url, projections, ROLE, PASSWORD, READ_MODELS_DDL, READ_MODELS_GRANTS)
+    pools = {
+        s: await create_pool(database_url(admin_url, n, ROLE, PASSWORD), min_size=1, max_size=2)
+        for s, n in names.items()
+    }
+    marks: dict[str, float] = {}
+
+    async def replayed() -> None:
+        marks["replayed"] = time.perf_counter()
+
+    job = TimelineRebuild(database_url(admin_url, projections), ROLE, batch=batch, before_swap=replayed)
+    with progress() as bar:
+        task = bar.add_task("rebuilding timeline", total=total)
+        started = time.perf_counter()
+        report = await job.run(EventStoreSource(pools), progress=lambda done, _: bar.update(task, completed=done))
+        finished = time.perf_counter()
+    for pool in pools.values():
+        await pool.close()
+    # The index build happens between the last batch and before_swap; take it out of the replay time.
+    return {
+        "events": report.events,
+        "entries": report.entries,
+        "replay_s": marks["replayed"] - started,
+        "total_s": finished - started,
+    }
+
+
+async def drop(admin_url: str, names: list[str]) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        for name in names:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    args = parser.parse_args()
+    server, data_dir = admin_server(console)
+    suffix = secrets.token_hex(4)
+    names = {s: f"crm_bench_rebuild_{s}_{suffix}" for s in SERVICES}
+    projections = f"crm_bench_rebuild_projections_{suffix}"
+    try:
+        started = time.perf_counter()
+        total = asyncio.run(load(server.admin_url, names, args.customers, args.events, args.seed))
+        console.print(f"loaded {total:,} events in {time.perf_counter() - started:.0f} s")
+        result = asyncio.run(rebuild(server.admin_url, names, projections, total, args.batch))
+    finally:
+        if not args.keep:
+            asyncio.run(drop(server.admin_url, [*names.values(), projections]))
+        server.stop()
+        if data_dir is not None:
+            import shutil
+
+            shutil.rmtree(data_dir, ignore_errors=True)
+    rate = result["events"] / result["replay_s"]
+    overall = result["events"] / result["total_s"]
+    table = Table(title=f"timeline rebuild from the event stores, {platform.machine()}, {os.cpu_count()} CPUs")
+    for column in ("events", "entries", "replay s", "replay ev/s", "with index + swap s", "overall ev/s", "target"):
+        table.add_column(column)
+    ok = "[green]met[/green]" if rate >= TARGET_RATE else "[red]missed[/red]"
+    table.add_row(
+        f"{result['events']:,.0f}",
+        f"{result['entries']:,.0f}",
+        f"{result['replay_s']:.1f}",
+        f"{rate:,.0f}",
+        f"{result['total_s']:.1f}",
+        f"{overall:,.0f}",
+        f">= {TARGET_RATE:,} ev/s {ok}",
+    )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
