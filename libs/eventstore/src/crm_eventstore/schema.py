@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from crm_http.access_log import ACCESS_LOG_DDL, ACCESS_LOG_GRANTS
+
 # Why the ordering key is not simply pg_current_xact_id():
 # readers tail the global order below the transaction-id horizon (see docs/adr/0002). A
 # transaction that wrote something earlier (an idempotency record, say) holds an xid older
@@ -107,6 +109,9 @@ CREATE TABLE IF NOT EXISTS scheduler_state (
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 """
+# Every service's database also keeps the append-only log of who read whose personal data
+# (crm_http.access_log): the service's endpoints record their reads in it, auditors query it.
+EVENT_STORE_DDL += ACCESS_LOG_DDL
 
 
 def grants(role: str) -> str:
@@ -119,4 +124,4 @@ GRANT SELECT, INSERT ON events TO {quoted};
 GRANT SELECT, INSERT, UPDATE ON idempotency_keys TO {quoted};
 GRANT SELECT, INSERT, UPDATE ON relay_positions TO {quoted};
 GRANT SELECT, INSERT, UPDATE ON scheduler_state TO {quoted};
-"""
+""" + ACCESS_LOG_GRANTS.format(role=quoted)

@@ -9,7 +9,9 @@ from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
 from crm_eventstore.http_commands import command_context, expected_version, idempotency_claim
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
+from crm_http.access_log import AccessLog, access_audit_router, returned_fields
 from crm_http.auth import TokenVerifier, actor_dependency
+from crm_http.limits import ApiLimits, install_api_limits
 from crm_http.policy import Grant, Ownership, Policy, default_policy, permission
 from crm_http.probes import install_probes
 from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, problem_type, unprocessable
@@ -73,6 +75,19 @@ class Candidates(Protocol):
         ...
 
 
+#: Members of a customer's view that hold personal data (recorded in the access log when returned).
+PERSONAL_VIEW_FIELDS = (
+    "name",
+    "name_kana",
+    "email",
+    "phone",
+    "address",
+    "representative",
+    "birth_date",
+    "gender",
+    "occupation",
+    "contacts",
+)
 #: Largest CSV accepted by POST /imports (100,000 rows are about 25 MiB).
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 
@@ -154,7 +169,17 @@ def create_app(
         await app.state.commands.store.pool.fetchval("SELECT 1")
 
     install_probes(app, "contacts", {"database": database_ready})
+    install_api_limits(app, verifier, ApiLimits.from_environ(body_allowances={"/imports": MAX_IMPORT_BYTES + 2**20}))
     current_actor = actor_dependency(verifier)
+
+    def access_log(request: Request | None = None) -> AccessLog:
+        log: AccessLog | None = getattr(app.state, "access_log", None)
+        if log is None:
+            log = AccessLog(app.state.commands.store.pool, "contacts")
+            app.state.access_log = log
+        return log
+
+    app.include_router(access_audit_router(current_actor, access_log=access_log))
     IfMatch = Annotated[str | None, Header(alias="If-Match")]  # noqa: N806
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
     rules = policy if policy is not None else default_policy()
@@ -273,7 +298,7 @@ def create_app(
         return result
 
     @app.get("/customers/{customer_id}")
-    async def get_customer(customer_id: UUID, response: Response, grant: MayRead) -> dict[str, Any]:
+    async def get_customer(customer_id: UUID, request: Request, response: Response, grant: MayRead) -> dict[str, Any]:
         """Current write-side state of a customer, with its version as ETag (merged ids stay resolvable).
 
         Fields the caller's role may not see (docs/adr/0011) are absent from the answer."""
@@ -286,7 +311,9 @@ def create_app(
             raise _domain_problem(CustomerWasErased(f"customer {customer_id} was erased"))
         response.headers["ETag"] = f'"{state.version}"'
         view = customer_view(state)
-        return grant.visible(view, ownership=owned, consents=view["consents"])
+        visible = grant.visible(view, ownership=owned, consents=view["consents"])
+        await access_log().record(grant.actor, customer_id, returned_fields(visible, PERSONAL_VIEW_FIELDS), request)
+        return visible
 
     @app.post("/customers/{customer_id}/erase", response_model=Accepted)
     async def erase_customer(
