@@ -166,7 +166,12 @@ def test_commands_on_an_invoice_never_issued_are_not_found() -> None:
 
 def test_a_payment_without_an_invoice_is_recorded_unapplied() -> None:
     cid = new_id()
-    events: list[DomainEvent] = invoice.decide_unapplied_payment(pay(cid, "5000"), known(cid), NOW, recorded=False)
+    command = pay(cid, "5000")
+    assert command.payment_id is not None
+    state = invoice.initial_unapplied(command.payment_id)
+    events: list[DomainEvent] = invoice.decide_unapplied_payment(command, state, known(cid), NOW)
     [event] = events
     assert isinstance(event, PaymentReceived)
     assert (event.invoice_id, event.amount, event.outstanding_after) == (None, "5000", None)
+    recorded = invoice.evolve_unapplied(state, event)
+    assert invoice.decide_unapplied_payment(command, recorded, known(cid), NOW) == []

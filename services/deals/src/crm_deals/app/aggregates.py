@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 from uuid import UUID
 
 from crm_schemas.base import DomainEvent
@@ -37,7 +37,9 @@ ORDER: Kind[order.Order] = Kind("order", order.stream_id, order.initial, order.e
 INVOICE: Kind[invoice.Invoice] = Kind(
     "invoice", invoice.stream_id, invoice.initial, invoice.evolve, ("invoice_due", invoice.due_on)
 )
-PAYMENT: Kind[Any] = Kind("payment", invoice.payment_stream_id, lambda pid: pid, lambda state, _: state)
+PAYMENT: Kind[invoice.UnappliedPayment] = Kind(
+    "payment", invoice.payment_stream_id, invoice.initial_unapplied, invoice.evolve_unapplied
+)
 BUDGET: Kind[budget.Budgets] = Kind("budget", budget.stream_id, budget.initial, budget.evolve)
 
 

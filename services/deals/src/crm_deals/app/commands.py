@@ -234,12 +234,8 @@ class DealsCommands:
                 raise DomainError(f"invoice {command.invoice_id} does not exist", field="invoice_id")
             return payment_id, await self.on_invoice(command.invoice_id, command, call)
         standing = await self._standing(command.customer_id)
-        head = await self.store.stream_state(PAYMENT.stream_id(payment_id))
         outcome = await self._run(
-            PAYMENT,
-            payment_id,
-            lambda _, now: invoice.decide_unapplied_payment(command, standing, now, recorded=head.version > 0),
-            call,
+            PAYMENT, payment_id, lambda s, now: invoice.decide_unapplied_payment(command, s, standing, now), call
         )
         return payment_id, outcome
 

@@ -176,13 +176,24 @@ def decide(command: Command, state: Invoice, now: datetime) -> list[DomainEvent]
             assert_never(command)
 
 
+@dataclass(frozen=True)
+class UnappliedPayment:
+    """A payment received without an invoice (stream payment-<uuid>)."""
+
+    id: UUID
+    received: PaymentReceived | None = None
+    version: int = 0
+
+
 def decide_unapplied_payment(
-    command: RecordPayment, customer: CustomerStanding, now: datetime, recorded: bool
+    command: RecordPayment, state: UnappliedPayment, customer: CustomerStanding, now: datetime
 ) -> list[DomainEvent]:
-    """The event of a payment received without an invoice (its own stream payment-<uuid>)."""
+    """The event of a payment received without an invoice (nothing if this payment was recorded already)."""
     cid = check_customer(customer)
     payment_id = _payment(command, now)
-    if recorded:
+    if payment_id != state.id:
+        raise DomainError("the payment's stream is not the payment's", field="payment_id")
+    if state.received is not None:
         return []
     currency = command.currency or "JPY"
     amount = check_amount(command.amount, currency, "amount")
@@ -244,6 +255,17 @@ def due_on(state: Invoice) -> date | None:
 def stream_id(invoice_id: UUID) -> str:
     """The invoice's stream name."""
     return f"invoice-{invoice_id}"
+
+
+def evolve_unapplied(state: UnappliedPayment, event: DomainEvent) -> UnappliedPayment:
+    """The unapplied payment after an event."""
+    received = event if isinstance(event, PaymentReceived) else state.received
+    return replace(state, received=received, version=state.version + 1)
+
+
+def initial_unapplied(payment_id: UUID) -> UnappliedPayment:
+    """An unapplied payment before it was recorded."""
+    return UnappliedPayment(id=payment_id)
 
 
 def payment_stream_id(payment_id: UUID) -> str:

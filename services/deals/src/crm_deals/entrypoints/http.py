@@ -14,13 +14,12 @@ from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import Actor, TokenVerifier, actor_dependency
 from crm_http.probes import install_probes
 from crm_http.problems import FieldError, Problem, conflict, install_problem_handlers, not_found, problem_type
-from crm_schemas.deals import PaymentReceived
 from fastapi import Body, Depends, FastAPI, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from crm_deals.app.aggregates import ACTIVITY, BUDGET, CONTRACT, DEAL, INVOICE, ORDER, PAYMENT, Kind
 from crm_deals.app.commands import Call, DealsCommands, Outcome
-from crm_deals.domain import contract, deal, invoice, order
+from crm_deals.domain import activity, contract, deal, invoice, order
 from crm_deals.domain.commands import (
     AmendContract,
     CancelContract,
@@ -119,6 +118,13 @@ def order_view(state: order.Order) -> dict[str, Any]:
     for line, shown in zip(state.lines, view["lines"], strict=True):
         shown["remaining_quantity"] = line.remaining
     view["revenue"] = format(state.revenue, "f")
+    return view
+
+
+def activity_view(state: activity.Activity) -> dict[str, Any]:
+    """A recorded activity (its personal text decrypted)."""
+    view: dict[str, Any] = plain(state)
+    view.pop("recorded")
     return view
 
 
@@ -399,7 +405,7 @@ def create_app(commands: DealsCommands | None, verifier: TokenVerifier, lifespan
             status=201,
         )
 
-    read(ACTIVITY, plain, "recorded", "One recorded activity (personal text decrypted)")
+    read(ACTIVITY, activity_view, "recorded", "One recorded activity (personal text decrypted)")
 
     # --- contracts ---------------------------------------------------------------------------------
 
@@ -517,12 +523,12 @@ def create_app(commands: DealsCommands | None, verifier: TokenVerifier, lifespan
     async def get_payment(payment_id: UUID, response: Response, actor: CurrentActor) -> dict[str, Any]:
         """A payment received without an invoice (payments on an invoice are listed on the invoice)."""
         service: DealsCommands = app.state.commands
-        events, head = await service.store.load(PAYMENT.stream_id(payment_id))
-        received = [e for e in events if isinstance(e, PaymentReceived)]
-        if not received:
+        state = await service.load(PAYMENT, payment_id)
+        if state.received is None:
             raise not_found(f"no unapplied payment {payment_id}; a payment on an invoice is shown on the invoice")
-        response.headers["ETag"] = f'"{head.version}"'
-        return {"customer_id": str(received[0].customer_id), **received[0].to_payload(), "version": head.version}
+        response.headers["ETag"] = f'"{state.version}"'
+        received = state.received
+        return {"customer_id": str(received.customer_id), **received.to_payload(), "version": state.version}
 
     # --- budgets -----------------------------------------------------------------------------------
 
