@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pytest_asyncio
 from crm_eventstore.ids import new_id
 from crm_eventstore.keyring import Keyring
 from crm_eventstore.store import PostgresEventStore
+from crm_projections.customer360.queries import Customer360Queries
 from crm_schemas import contacts
 
 from .builders import (
@@ -17,13 +19,17 @@ from .builders import (
     World,
     deal_opened,
     invoice_issued,
+    merged,
     open_world,
     order_placed,
     order_returned,
     payment,
+    project,
     rated,
+    read_model_pool,
     registered,
     ticket_opened,
+    unmerged,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -126,3 +132,42 @@ async def test_as_of_sees_what_was_recorded_by_then_and_effective_at_what_had_ha
 async def test_an_unknown_customer_is_404_and_no_token_is_401(world: World) -> None:
     assert (await world.get(f"/customers/{new_id()}")).status_code == 404
     assert (await world.client.get(f"/customers/{new_id()}")).status_code == 401
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_redelivered_and_reordered_deliveries_store_the_same_read_model_as_one_ordered_pass(
+    world: World, pg_admin_url: str, seed: int
+) -> None:
+    survivor, duplicate = new_id(), new_id()
+    order = order_placed(duplicate, date(2025, 2, 1), [("5000", 2)])
+    envelopes = await world.record(
+        [
+            registered(survivor),
+            registered(duplicate),
+            order,
+            order_returned(order, 1, 1, "5000"),
+            ticket_opened(survivor, "complaint"),
+            *merged(survivor, duplicate, datetime.now(UTC)),
+            *unmerged(survivor, duplicate, datetime.now(UTC)),
+            *merged(survivor, duplicate, datetime.now(UTC)),
+        ],
+        projected=False,
+    )
+    rng = random.Random(seed)
+    deliveries = [*envelopes, *rng.choices(envelopes, k=8)]
+    rng.shuffle(deliveries)
+    async with read_model_pool(pg_admin_url) as in_order, read_model_pool(pg_admin_url) as redelivered:
+        await project(in_order, envelopes)
+        await project(redelivered, deliveries)
+        tables = (
+            "SELECT event_id, customer_id, type, stream_id, version, occurred_at, recorded_at, actor, data, hash"
+            " FROM timeline_entries ORDER BY event_id",
+            "SELECT * FROM customer_merges ORDER BY event_id",
+        )
+        for query in tables:
+            assert [dict(r) for r in await in_order.fetch(query)] == [dict(r) for r in await redelivered.fetch(query)]
+        views = [await Customer360Queries(pool, world.keyring).read(survivor) for pool in (in_order, redelivered)]
+        assert views[0].view is not None
+        assert views[1].view is not None
+        assert views[0].view.to_json() == views[1].view.to_json()
+        assert views[0].view.to_json()["merged_from"] == [str(duplicate)]
