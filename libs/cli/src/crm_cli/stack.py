@@ -175,6 +175,9 @@ def _children(p: Provisioned, kafka: Kafka, issuer: DevIssuer, master_key: str, 
             f"CRM_{name.upper()}_DATABASE_URL": p.database_urls[name],
             "CRM_KEYS_DATABASE_URL": p.keys_urls[name],
         }
+        if name == "projections":
+            # GET /customers/{id}/timeline/verify reads the source event stores (locally: the service roles).
+            env.update({f"CRM_{s.upper()}_DATABASE_URL": p.database_urls[s] for s in SERVICES})
         port = HTTP_PORTS[name]
         children.append(
             Child(
