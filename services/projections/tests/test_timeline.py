@@ -147,3 +147,22 @@ async def test_after_crypto_shredding_the_entry_stays_but_its_personal_data_is_g
 async def test_the_timeline_table_is_append_only(timeline_pool: asyncpg.Pool) -> None:
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await timeline_pool.execute("DELETE FROM timeline_entries")
+
+
+async def test_free_text_finds_entries_by_decrypted_data_and_summary_page_by_page(
+    event_store: PostgresEventStore, keyring: Keyring, timeline_pool: asyncpg.Pool
+) -> None:
+    cid = new_id()
+    names = ["株式会社ABC商事", "ABC販売", "XYZ工業", "abc物流", "その他"]
+    await _project(
+        timeline_pool, [await _record(event_store, cid, T0 + timedelta(days=i), n) for i, n in enumerate(names)]
+    )
+    queries = TimelineQueries(timeline_pool, keyring)
+    first = await queries.page(cid, limit=2, filters=TimelineFilter(text="abc"))
+    assert [i["data"]["name"] for i in first["items"]] == ["abc物流", "ABC販売"]
+    rest = await queries.page(cid, limit=2, cursor=first["next_cursor"], filters=TimelineFilter(text="abc"))
+    assert [i["data"]["name"] for i in rest["items"]] == ["株式会社ABC商事"]
+    assert rest["next_cursor"] is None
+    by_summary = await queries.page(cid, filters=TimelineFilter(text="顧客登録"), language="ja")
+    assert len(by_summary["items"]) == 5
+    assert (await queries.page(cid, filters=TimelineFilter(text="存在しない")))["items"] == []

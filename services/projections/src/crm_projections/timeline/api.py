@@ -57,6 +57,10 @@ def timeline_router(current_actor: ActorDependency) -> APIRouter:
         type: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        q: Annotated[
+            str | None,
+            Query(max_length=200, description="Free text: substring of the summary or any readable data value"),
+        ] = None,
         accept_language: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any] | RedirectResponse:
         """The customer's events from all services (and from records merged into it), newest first by effective time."""
@@ -69,7 +73,7 @@ def timeline_router(current_actor: ActorDependency) -> APIRouter:
                 customer_id,
                 limit=limit,
                 cursor=cursor,
-                filters=TimelineFilter(service=service, type=type, since=since, until=until),
+                filters=TimelineFilter(service=service, type=type, since=since, until=until, text=q),
                 language=language(accept_language),
                 members=resolution.members,
             )

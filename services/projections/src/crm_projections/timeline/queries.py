@@ -16,6 +16,7 @@ from crm_eventstore.keyring import Keyring
 from crm_schemas.registry import event_model
 
 _KIND_JA = {"company": "法人", "person": "個人"}
+_TEXT_CHUNK = 200
 
 
 class BadCursor(ValueError):
@@ -46,6 +47,17 @@ class TimelineFilter:
     type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    text: str | None = None
+
+
+def _matches(item: dict[str, Any], text: str) -> bool:
+    """Free text: a case-insensitive substring of the summary, the type or any decrypted value."""
+    needle = text.casefold()
+    haystack = [item["summary"], item["type"]]
+    haystack += [
+        json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v for v in (item["data"] or {}).values()
+    ]
+    return any(needle in str(h).casefold() for h in haystack)
 
 
 def summarise(event_type: str, data: dict[str, Any] | None, language: str) -> str:
@@ -102,6 +114,10 @@ class TimelineQueries:
             if value is not None:
                 args.append(value)
                 clauses.append(f"{column} {op} ${len(args)}")
+        if f.text:
+            # Personal fields are encrypted at rest, so free text is matched after decryption, scanning
+            # the (filtered) timeline newest first until the page is full.
+            return await self._text_page(customer_id, clauses, args, limit, f.text, language)
         args.append(limit + 1)
         rows = await self.pool.fetch(
             "SELECT * FROM timeline_entries WHERE "
@@ -114,6 +130,37 @@ class TimelineQueries:
         items = [await self._item(r, language) for r in rows]
         next_cursor = encode_cursor(rows[-1]["occurred_at"], rows[-1]["event_id"]) if more else None
         return {"customer_id": str(customer_id), "items": items, "next_cursor": next_cursor}
+
+    async def _text_page(
+        self, customer_id: UUID, clauses: list[str], args: list[Any], limit: int, text: str, language: str
+    ) -> dict[str, Any]:
+        found: list[tuple[asyncpg.Record, dict[str, Any]]] = []
+        after: tuple[datetime, UUID] | None = None
+        while len(found) <= limit:
+            extra = list(clauses)
+            chunk_args = list(args)
+            if after is not None:
+                chunk_args += [after[0], after[1]]
+                extra.append(f"(occurred_at, event_id) < (${len(chunk_args) - 1}, ${len(chunk_args)})")
+            chunk_args.append(_TEXT_CHUNK)
+            rows = await self.pool.fetch(
+                "SELECT * FROM timeline_entries WHERE "
+                + " AND ".join(extra)
+                + f" ORDER BY occurred_at DESC, event_id DESC LIMIT ${len(chunk_args)}",
+                *chunk_args,
+            )
+            for row in rows:
+                item = await self._item(row, language)
+                if _matches(item, text):
+                    found.append((row, item))
+            if len(rows) < _TEXT_CHUNK:
+                break
+            after = (rows[-1]["occurred_at"], rows[-1]["event_id"])
+        more = len(found) > limit
+        found = found[:limit]
+        last = found[-1][0] if found else None
+        next_cursor = encode_cursor(last["occurred_at"], last["event_id"]) if more and last is not None else None
+        return {"customer_id": str(customer_id), "items": [i for _, i in found], "next_cursor": next_cursor}
 
     async def _item(self, row: asyncpg.Record, language: str) -> dict[str, Any]:
         data: dict[str, Any] | None
