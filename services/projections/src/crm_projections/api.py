@@ -8,6 +8,7 @@ from typing import Any
 from crm_eventstore.host import open_keyring, token_verifier
 from crm_eventstore.store import create_pool
 from crm_http.auth import TokenVerifier, actor_dependency
+from crm_http.limits import install_api_limits
 from crm_http.probes import install_probes
 from crm_http.problems import install_problem_handlers
 from fastapi import FastAPI
@@ -44,6 +45,7 @@ def create_app(verifier: TokenVerifier, lifespan: Any = None) -> FastAPI:
 
     app.state.lag_thresholds = LagThresholds()
     install_probes(app, "projections", {"database": database_ready, "projections": projections_ready})
+    install_api_limits(app, verifier)
     current_actor = actor_dependency(verifier)
     app.include_router(customers_router(current_actor))
     app.include_router(segments_router(current_actor))

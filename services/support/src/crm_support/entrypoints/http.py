@@ -8,6 +8,7 @@ from crm_eventstore.http_commands import command_context, expected_version, idem
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import TokenVerifier, actor_dependency
+from crm_http.limits import install_api_limits
 from crm_http.policy import Grant, Ownership, Policy, default_policy, document_permissions, permission
 from crm_http.probes import install_probes
 from crm_http.problems import (
@@ -162,6 +163,7 @@ def create_app(
         await app.state.commands.store.pool.fetchval("SELECT 1")
 
     install_probes(app, "support", {"database": database_ready})
+    install_api_limits(app, verifier)
     current_actor = actor_dependency(verifier)
     rules = policy if policy is not None else default_policy()
     MayOpen = Annotated[Grant, Depends(permission(rules, current_actor, "ticket.open"))]  # noqa: N806
