@@ -17,6 +17,7 @@ from rich.console import Console
 
 from crm_cli.customers import export_app, import_app
 from crm_cli.demo_cli import demo_command
+from crm_cli.privacy import privacy_app
 from crm_cli.projections_cli import projections_app
 
 app = typer.Typer(help="Event-sourced CRM: local stack and operations.", no_args_is_help=True)
@@ -24,6 +25,7 @@ audit = typer.Typer(help="Audit the tamper-evident event history.", no_args_is_h
 app.add_typer(audit, name="audit")
 app.add_typer(import_app, name="import")
 app.add_typer(export_app, name="export")
+app.add_typer(privacy_app, name="privacy")
 app.add_typer(projections_app, name="projections")
 console = Console()
 
