@@ -39,6 +39,19 @@ def rep(issuer: DevIssuer) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.fixture
+def accountant(issuer: DevIssuer) -> dict[str, str]:
+    """Authorization header of an accountant (経理): invoices, payments, budgets."""
+    token = issuer.issue("sato.accounting", "accounting", team="accounting", department="経理部")
+    return {"Authorization": f"Bearer {token}"}
+
+
+def bearer(
+    issuer: DevIssuer, subject: str, role: str, team: str | None, department: str | None = None
+) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue(subject, role, team=team, department=department)}"}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(deals_store: PostgresEventStore, issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
     pool = deals_store.pool
@@ -137,12 +150,13 @@ async def test_an_unknown_stage_is_422_naming_stage(
     assert fields(await client.post(f"/deals/{did}/stage", json={"stage": "closing"}, headers=rep)) == ["stage"]
 
 
-async def test_revisions_owner_and_next_action(client: httpx.AsyncClient, rep: dict[str, str], customer: UUID) -> None:
+async def test_revisions_next_action_and_a_handover_out_of_the_reps_team(
+    client: httpx.AsyncClient, issuer: DevIssuer, rep: dict[str, str], customer: UUID
+) -> None:
     did = await create(client, rep, "/deals", deal_body(customer))
     for path, body in (
         ("amount", {"amount": "15000000", "reason": "追加要件"}),
         ("close-date", {"expected_close_date": "2026-09-30"}),
-        ("owner", {"owner": "suzuki.sales", "team": "sales-osaka"}),
     ):
         response = await client.post(f"/deals/{did}/{path}", json=body, headers=rep)
         assert response.status_code == 200, response.text
@@ -153,8 +167,16 @@ async def test_revisions_owner_and_next_action(client: httpx.AsyncClient, rep: d
     action_id = action.json()["action_id"]
     assert (await client.get(f"/deals/{did}", headers=rep)).json()["next_action"]["action"] == "見積書送付"
     done = await client.post(f"/deals/{did}/next-action/{action_id}/done", headers=rep)
-    assert done.json()["version"] == 6
-    deal = (await client.get(f"/deals/{did}", headers=rep)).json()
+    assert done.json()["version"] == 5
+    assert fields(await client.post(f"/deals/{did}/amount", json={"amount": "1", "currency": "USD"}, headers=rep)) == [
+        "currency"
+    ]
+    problem(await client.post(f"/deals/{did}/owner", json={"owner": "suzuki.sales"}, headers=rep), 403)
+
+    manager = bearer(issuer, "kimura.manager", "manager", "sales-mgmt", "営業部")
+    handover = {"owner": "suzuki.sales", "team": "sales-osaka"}
+    assert (await client.post(f"/deals/{did}/owner", json=handover, headers=manager)).status_code == 200
+    deal = (await client.get(f"/deals/{did}", headers=manager)).json()
     assert (deal["amount"], deal["expected_close_date"], deal["owner"], deal["team"]) == (
         "15000000",
         "2026-09-30",
@@ -163,9 +185,7 @@ async def test_revisions_owner_and_next_action(client: httpx.AsyncClient, rep: d
     )
     assert deal["next_action"] is None
     assert [a["id"] for a in deal["actions_done"]] == [action_id]
-    assert fields(await client.post(f"/deals/{did}/amount", json={"amount": "1", "currency": "USD"}, headers=rep)) == [
-        "currency"
-    ]
+    problem(await client.get(f"/deals/{did}", headers=rep), 404)  # now another team's deal
 
 
 async def test_a_stale_if_match_is_409_with_the_current_version(
@@ -376,68 +396,76 @@ async def test_a_contract_from_a_won_deal_is_renewed_amended_and_cancelled(
 
 
 async def test_partial_payments_and_an_overpayment_is_422_naming_amount(
-    client: httpx.AsyncClient, rep: dict[str, str], customer: UUID
+    client: httpx.AsyncClient, accountant: dict[str, str], customer: UUID
 ) -> None:
-    iid = await create(client, rep, "/invoices", invoice_body(customer))
+    iid = await create(client, accountant, "/invoices", invoice_body(customer))
     payment = {"customer_id": str(customer), "invoice_id": iid, "paid_on": "2026-04-01", "method": "bank_transfer"}
-    first = await client.post("/payments", json={**payment, "amount": "60000"}, headers=rep)
+    first = await client.post("/payments", json={**payment, "amount": "60000"}, headers=accountant)
     assert first.status_code == 201, first.text
     assert (first.json()["invoice_id"], first.json()["version"]) == (iid, 2)
-    over = await client.post("/payments", json={**payment, "amount": "50001"}, headers=rep)
+    over = await client.post("/payments", json={**payment, "amount": "50001"}, headers=accountant)
     body = problem(over, 422)
     assert [e["field"] for e in body["errors"]] == ["amount"]
     assert body["outstanding"] == "50000"
-    invoice = (await client.get(f"/invoices/{iid}", headers=rep)).json()
+    invoice = (await client.get(f"/invoices/{iid}", headers=accountant)).json()
     assert (invoice["status"], invoice["paid"], invoice["outstanding"]) == ("issued", "60000", "50000")
-    problem(await client.post(f"/invoices/{iid}/cancel", json={"reason": "誤発行"}, headers=rep), 409)
-    rest = await client.post("/payments", json={**payment, "amount": "50000"}, headers=rep)
+    problem(await client.post(f"/invoices/{iid}/cancel", json={"reason": "誤発行"}, headers=accountant), 409)
+    rest = await client.post("/payments", json={**payment, "amount": "50000"}, headers=accountant)
     assert rest.status_code == 201
-    assert (await client.get(f"/invoices/{iid}", headers=rep)).json()["status"] == "paid"
+    assert (await client.get(f"/invoices/{iid}", headers=accountant)).json()["status"] == "paid"
 
 
 async def test_a_payment_to_an_unknown_invoice_is_422_and_one_without_an_invoice_is_unapplied(
-    client: httpx.AsyncClient, rep: dict[str, str], customer: UUID, deals_store: PostgresEventStore
+    client: httpx.AsyncClient, accountant: dict[str, str], customer: UUID, deals_store: PostgresEventStore
 ) -> None:
     payment = {"customer_id": str(customer), "amount": "5000", "paid_on": "2026-04-01", "method": "cash"}
-    assert fields(await client.post("/payments", json={**payment, "invoice_id": str(new_id())}, headers=rep)) == [
-        "invoice_id"
-    ]
-    unapplied = await client.post("/payments", json=payment, headers=rep)
+    assert fields(
+        await client.post("/payments", json={**payment, "invoice_id": str(new_id())}, headers=accountant)
+    ) == ["invoice_id"]
+    unapplied = await client.post("/payments", json=payment, headers=accountant)
     assert unapplied.status_code == 201, unapplied.text
     [envelope] = await deals_store.read_stream(f"payment-{unapplied.json()['id']}")
     assert (envelope.type, envelope.payload["invoice_id"]) == ("deals.PaymentReceived", None)
     assert unapplied.headers["Location"] == f"/payments/{unapplied.json()['id']}"
-    read = await client.get(unapplied.headers["Location"], headers=rep)
+    read = await client.get(unapplied.headers["Location"], headers=accountant)
     assert read.status_code == 200
     assert (read.json()["amount"], read.json()["method"], read.json()["customer_id"]) == ("5000", "cash", str(customer))
-    problem(await client.get(f"/payments/{new_id()}", headers=rep), 404)
+    problem(await client.get(f"/payments/{new_id()}", headers=accountant), 404)
 
 
-async def test_an_unpaid_invoice_is_cancelled(client: httpx.AsyncClient, rep: dict[str, str], customer: UUID) -> None:
-    iid = await create(client, rep, "/invoices", invoice_body(customer))
-    assert (await client.post(f"/invoices/{iid}/cancel", json={"reason": "誤発行"}, headers=rep)).status_code == 200
-    assert (await client.get(f"/invoices/{iid}", headers=rep)).json()["status"] == "cancelled"
+async def test_an_unpaid_invoice_is_cancelled(
+    client: httpx.AsyncClient, accountant: dict[str, str], customer: UUID
+) -> None:
+    iid = await create(client, accountant, "/invoices", invoice_body(customer))
+    assert (
+        await client.post(f"/invoices/{iid}/cancel", json={"reason": "誤発行"}, headers=accountant)
+    ).status_code == 200
+    assert (await client.get(f"/invoices/{iid}", headers=accountant)).json()["status"] == "cancelled"
 
 
 # --- budgets and the contract ----------------------------------------------------------------------
 
 
-async def test_budgets_per_fiscal_year(client: httpx.AsyncClient, rep: dict[str, str], customer: UUID) -> None:
+async def test_budgets_per_fiscal_year(client: httpx.AsyncClient, accountant: dict[str, str], customer: UUID) -> None:
     for amount in ("5000000", "6000000"):
         response = await client.post(
             f"/customers/{customer}/budgets",
             json={"fiscal_year": 2026, "amount": amount, "currency": "JPY"},
-            headers=rep,
+            headers=accountant,
         )
         assert response.status_code == 200, response.text
-    await client.post(f"/customers/{customer}/budgets", json={"fiscal_year": 2027, "amount": "7000000"}, headers=rep)
-    budgets = (await client.get(f"/customers/{customer}/budgets", headers=rep)).json()
+    await client.post(
+        f"/customers/{customer}/budgets", json={"fiscal_year": 2027, "amount": "7000000"}, headers=accountant
+    )
+    budgets = (await client.get(f"/customers/{customer}/budgets", headers=accountant)).json()
     assert budgets["budgets"] == [
         {"fiscal_year": 2026, "amount": "6000000", "currency": "JPY"},
         {"fiscal_year": 2027, "amount": "7000000", "currency": "JPY"},
     ]
     assert fields(
-        await client.post(f"/customers/{new_id()}/budgets", json={"fiscal_year": 2026, "amount": "1"}, headers=rep)
+        await client.post(
+            f"/customers/{new_id()}/budgets", json={"fiscal_year": 2026, "amount": "1"}, headers=accountant
+        )
     ) == ["customer_id"]
 
 
@@ -474,3 +502,68 @@ async def test_openapi_lists_every_command_endpoint(client: httpx.AsyncClient) -
     assert expected <= set(paths)
     line = (await client.get("/openapi.json")).json()["components"]["schemas"]["OrderLineInput"]
     assert line["properties"]["unit_price"]["type"] == "string"
+
+
+# --- authorization (docs/adr/0011) ------------------------------------------------------------------
+
+
+async def test_a_role_without_the_permission_gets_403_naming_it(
+    client: httpx.AsyncClient, issuer: DevIssuer, rep: dict[str, str], customer: UUID
+) -> None:
+    marketing = bearer(issuer, "kato.marketing", "marketing", "mk")
+    assert problem(await client.post("/deals", json=deal_body(customer), headers=marketing), 403)["permission"] == (
+        "deal.open"
+    )
+    assert problem(await client.post("/invoices", json=invoice_body(customer), headers=rep), 403)["permission"] == (
+        "invoice.issue"
+    )
+
+
+async def test_a_deal_outside_a_sales_reps_team_is_the_same_404_as_one_that_does_not_exist(
+    client: httpx.AsyncClient, issuer: DevIssuer, rep: dict[str, str], customer: UUID
+) -> None:
+    did = await create(client, rep, "/deals", deal_body(customer))  # owner tanaka.sales, team sales-tokyo
+    colleague = bearer(issuer, "ito.sales", "sales", "sales-tokyo")
+    osaka = bearer(issuer, "yamada.sales", "sales", "sales-osaka")
+    assert (await client.get(f"/deals/{did}", headers=colleague)).status_code == 200
+    hidden = problem(await client.get(f"/deals/{did}", headers=osaka), 404)
+    nowhere = str(new_id())
+    missing = problem(await client.get(f"/deals/{nowhere}", headers=osaka), 404)
+    assert hidden == {**missing, "detail": missing["detail"].replace(nowhere, did)}
+    problem(await client.post(f"/deals/{did}/stage", json={"stage": "qualified"}, headers=osaka), 404)
+    visit = {"kind": "visit", "subject": "訪問"}
+    problem(await client.post(f"/deals/{did}/activities", json=visit, headers=osaka), 404)
+    order = await client.post("/orders", json=order_body(customer, deal_id=did), headers=osaka)
+    assert fields(order) == ["deal_id"]
+    assert (await client.post(f"/deals/{did}/stage", json={"stage": "qualified"}, headers=colleague)).status_code == 200
+
+
+async def test_a_sales_rep_opens_deals_for_their_team_only(
+    client: httpx.AsyncClient, rep: dict[str, str], customer: UUID
+) -> None:
+    mine = await client.post("/deals", json=deal_body(customer), headers=rep)
+    assert mine.status_code == 201
+    deal = (await client.get(f"/deals/{mine.json()['id']}", headers=rep)).json()
+    assert deal["team"] == "sales-tokyo"  # the opener's team when none is given
+    elsewhere = deal_body(customer, owner="yamada.sales", team="sales-osaka")
+    assert fields(await client.post("/deals", json=elsewhere, headers=rep)) == ["owner"]
+
+
+async def test_invoices_are_seen_by_accounting_and_the_deal_owner_only(
+    client: httpx.AsyncClient, issuer: DevIssuer, rep: dict[str, str], accountant: dict[str, str], customer: UUID
+) -> None:
+    did = await create(client, rep, "/deals", deal_body(customer))
+    oid = await create(client, rep, "/orders", order_body(customer, deal_id=did))
+    iid = await create(client, accountant, "/invoices", invoice_body(customer, order_id=oid))
+    assert (await client.get(f"/invoices/{iid}", headers=accountant)).status_code == 200
+    assert (await client.get(f"/invoices/{iid}", headers=rep)).status_code == 200  # owner of the deal
+    colleague = bearer(issuer, "ito.sales", "sales", "sales-tokyo")
+    problem(await client.get(f"/invoices/{iid}", headers=colleague), 404)
+    support = bearer(issuer, "suzuki.support", "support", "cs")
+    problem(await client.get(f"/invoices/{iid}", headers=support), 403)
+
+
+async def test_openapi_names_each_endpoints_permission(client: httpx.AsyncClient) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/payments"]["post"]
+    assert "payment.record" in operation["description"]
+    assert "403" in operation["responses"]

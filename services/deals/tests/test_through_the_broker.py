@@ -97,6 +97,7 @@ async def test_a_contacts_customer_gets_a_deal_an_order_and_a_payment_that_reach
         # 2. The deals API works a deal, an order and an invoice for that customer (and refuses a stranger).
         issuer = DevIssuer(tmp_path / "idp")
         headers = {"Authorization": f"Bearer {issuer.issue('tanaka.sales', 'sales', team='sales-tokyo')}"}
+        billing = {"Authorization": f"Bearer {issuer.issue('sato.accounting', 'accounting', team='accounting')}"}
         commands = DealsCommands(deals_store, customers=directory, deadlines=PostgresDeadlines(deals_store.pool))
         app = create_app(commands, TokenVerifier(issuer.auth_settings()))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://deals") as client:
@@ -112,7 +113,7 @@ async def test_a_contacts_customer_gets_a_deal_an_order_and_a_payment_that_reach
             placed = await client.post("/orders", json=order_body(cid, deal_id=did), headers=headers)
             assert placed.status_code == 201, placed.text
             issued = await client.post(
-                "/invoices", json=invoice_body(cid, amount="349800", order_id=placed.json()["id"]), headers=headers
+                "/invoices", json=invoice_body(cid, amount="349800", order_id=placed.json()["id"]), headers=billing
             )
             assert issued.status_code == 201, issued.text
             payment = {
@@ -122,7 +123,7 @@ async def test_a_contacts_customer_gets_a_deal_an_order_and_a_payment_that_reach
                 "paid_on": "2026-04-01",
                 "method": "bank_transfer",
             }
-            assert (await client.post("/payments", json=payment, headers=headers)).status_code == 201
+            assert (await client.post("/payments", json=payment, headers=billing)).status_code == 201
 
         # 3. The deals relay publishes every event.
         relay = OutboxRelay(deals_store, producer, servers, deals_topic, partitions=3)

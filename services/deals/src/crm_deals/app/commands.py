@@ -60,6 +60,15 @@ class Outcome(Generic[S]):
 
 
 @dataclass(frozen=True)
+class Owner:
+    """Whom a record belongs to, for record-level sharing (docs/adr/0011): owner subject, team, department."""
+
+    owner: str | None
+    team: str | None
+    department: str | None
+
+
+@dataclass(frozen=True)
 class Call:
     """What every command call carries beside the command: who, If-Match, Idempotency-Key, the reply to store."""
 
@@ -92,6 +101,42 @@ class DealsCommands:
         """The aggregate's current write-side state (empty if its stream does not exist)."""
         events, _ = await self.store.load(kind.stream_id(aggregate_id))
         return fold(kind, aggregate_id, events)
+
+    async def owned(self, kind: Kind[S], aggregate_id: UUID) -> tuple[S, Owner | None]:
+        """The aggregate and whom it belongs to (None when its stream does not exist).
+
+        A deal belongs to its owner and team (as they are now) and to the department of whoever
+        opened it; activities, contracts, orders and invoices take the ownership of the deal (or the
+        order or contract) they belong to, else of whoever recorded them.
+        """
+        envelopes = await self.store.read_stream(kind.stream_id(aggregate_id))
+        state = fold(kind, aggregate_id, [await self.store.decode(e) for e in envelopes])
+        if not envelopes:
+            return state, None
+        opener = envelopes[0].actor
+        recorded_by = Owner(opener.subject, opener.team, opener.department)
+        links: list[tuple[Kind[Any], UUID | None]] = []
+        match state:
+            case deal.Deal():
+                return state, Owner(state.owner, state.team, opener.department)
+            case activity.Activity():
+                links = [(DEAL, state.deal_id)]
+                recorded_by = Owner(state.staff, opener.team, opener.department)
+            case contract.Contract():
+                links = [(DEAL, state.deal_id)]
+                recorded_by = Owner(state.owner or opener.subject, opener.team, opener.department)
+            case order.Order():
+                links = [(DEAL, state.deal_id), (CONTRACT, state.contract_id)]
+            case invoice.Invoice():
+                links = [(ORDER, state.order_id), (CONTRACT, state.contract_id)]
+            case _:
+                pass
+        for link_kind, link_id in links:
+            if link_id is not None:
+                _, linked = await self.owned(link_kind, link_id)
+                if linked is not None:
+                    return state, linked
+        return state, recorded_by
 
     async def _standing(self, customer_id: UUID) -> CustomerStanding:
         if self.customers is None:
