@@ -64,20 +64,72 @@ class Batch:
     """Replayed events and the replay position after them.
 
     A source gives either envelopes (projected here with ``TimelineProjection.project``) or, when it
-    reads the event stores, ready staging rows: the timeline entry is a column-for-column copy of the
-    stored event, so the store's JSON is passed through as text instead of being parsed and re-encoded
-    (the rebuild-equals-live tests hold both paths to the same result).
+    reads the event stores, a range of a store to stream: the timeline entry is a column-for-column copy
+    of the stored event, so the rows pass from one database to the other as COPY data without being
+    decoded (the rebuild-equals-live tests hold both paths to the same result).
     """
 
     envelopes: Sequence[EventEnvelope]
     positions: Mapping[str, str]
-    rows: Sequence[tuple[Any, ...]] = ()
     merges: Sequence[tuple[Any, ...]] = ()
+    stream: StoreRange | None = None
 
     @property
     def size(self) -> int:
         """Events in the batch."""
-        return len(self.envelopes) + len(self.rows)
+        return len(self.envelopes) + (self.stream.count if self.stream else 0)
+
+
+@dataclass(frozen=True)
+class StoreRange:
+    """A range of one event store's global order, to be streamed by COPY into the shadow table."""
+
+    pool: asyncpg.Pool
+    after: tuple[str, int]
+    upto: tuple[str, int]
+    count: int
+
+    async def copy_into(self, conn: asyncpg.Connection, schema: str) -> int:
+        """Stream the range from the store into `schema`.timeline_entries, binary COPY to binary COPY.
+
+        The columns have the same types on both sides, so the bytes pass through without being decoded:
+        Python only relays chunks, while both databases work in parallel.
+        """
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+
+        async def produce() -> None:
+            try:
+                async with self.pool.acquire() as source:
+                    await source.copy_from_query(
+                        f"SELECT {', '.join(_SOURCE_COLUMNS)} FROM events"
+                        " WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)"
+                        " AND (tx_id, position) <= ($3::text::xid8, $4::bigint) ORDER BY tx_id, position",
+                        self.after[0],
+                        self.after[1],
+                        self.upto[0],
+                        self.upto[1],
+                        output=chunks.put,
+                        format="binary",
+                    )
+            finally:
+                await chunks.put(None)
+
+        async def relay() -> AsyncIterator[bytes]:
+            while (chunk := await chunks.get()) is not None:
+                yield chunk
+
+        producing = asyncio.create_task(produce())
+        try:
+            status = await conn.copy_to_table(
+                "timeline_entries", schema_name=schema, source=relay(), columns=ENTRY_COLUMNS, format="binary"
+            )
+        finally:
+            await producing
+        return int(status.split()[-1])
+
+
+#: The event-store columns that become ENTRY_COLUMNS (payload is the entry's data).
+_SOURCE_COLUMNS = tuple("payload" if c == "data" else c for c in ENTRY_COLUMNS)
 
 
 class ReplaySource(Protocol):
@@ -154,17 +206,34 @@ class EventStoreSource:
             while True:
                 # Read only below the snapshot's xmin, as PostgresEventStore.read_all does: every
                 # transaction that could still commit an earlier event is finished (docs/adr/0002).
-                rows = await pool.fetch(
-                    "SELECT tx_id::text AS tx_text, position, event_id, customer_id, service, type, schema_version,"
-                    " stream_id, version, occurred_at, recorded_at, actor::text AS actor, correlation_id,"
-                    " payload::text AS data, prev_hash, hash"
-                    " FROM events WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)"
-                    " AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx_id, position LIMIT $3",
+                # The batch's last event: the batch-th after the position, or the last one below the horizon.
+                horizon = " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+                after = " WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)"
+                end = await pool.fetchrow(
+                    "SELECT tx_id::text AS tx_text, position FROM events"
+                    + after
+                    + horizon
+                    + " ORDER BY tx_id, position OFFSET $3 LIMIT 1",
                     tx,
                     pos,
-                    batch,
+                    batch - 1,
                 )
-                if not rows:
+                count = batch
+                if end is None:
+                    tail = await pool.fetchrow(
+                        "SELECT count(*) AS n, max(tx_id)::text AS tx_text FROM events" + after + horizon, tx, pos
+                    )
+                    count = tail["n"]
+                    if count:
+                        end = await pool.fetchrow(
+                            "SELECT tx_id::text AS tx_text, position FROM events"
+                            + after
+                            + horizon
+                            + " ORDER BY tx_id DESC, position DESC LIMIT 1",
+                            tx,
+                            pos,
+                        )
+                if end is None:
                     if (int(tx), pos) >= target:
                         break
                     if waited > self.horizon_timeout:
@@ -172,22 +241,30 @@ class EventStoreSource:
                     await asyncio.sleep(0.05)
                     waited += 0.05
                     continue
-                tx, pos = rows[-1]["tx_text"], rows[-1]["position"]
-                staged = [tuple(r)[2:] for r in rows]  # ENTRY_COLUMNS order
+                upto = (end["tx_text"], end["position"])
                 merges = [
                     (
                         r["event_id"],
                         r["customer_id"],
-                        UUID(str(json.loads(r["data"])["survivor_id"])),
+                        UUID(str(json.loads(r["payload"])["survivor_id"])),
                         r["type"] == "contacts.CustomerMergedInto",
                         r["version"],
                         r["occurred_at"],
                         r["recorded_at"],
                     )
-                    for r in rows
-                    if r["type"] in MERGE_TYPES
+                    for r in await pool.fetch(
+                        "SELECT event_id, customer_id, type, version, occurred_at, recorded_at, payload::text AS payload"
+                        " FROM events WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)"
+                        " AND (tx_id, position) <= ($3::text::xid8, $4::bigint) AND type = ANY($5::text[])",
+                        tx,
+                        pos,
+                        upto[0],
+                        upto[1],
+                        sorted(MERGE_TYPES),
+                    )
                 ]
-                yield Batch((), {service: f"{tx}:{pos}"}, staged, merges)
+                yield Batch((), {service: f"{upto[0]}:{upto[1]}"}, merges, StoreRange(pool, (tx, pos), upto, count))
+                tx, pos = upto
 
 
 def _store_position(text: str | None) -> tuple[str, int]:
@@ -394,12 +471,11 @@ class TimelineRebuild:
         """Write one batch and its position into the shadow copy (inside the caller's transaction)."""
         entries = [e for e in (self._project(env) for env in batch.envelopes) if e is not None]
         shadow = _ident(self.shadow)
-        if batch.rows:
+        copied = len(batch.envelopes)
+        if batch.stream is not None:
             # Straight into the shadow table: an event store holds each event once and the position
             # commits with the batch, so these rows cannot already be there.
-            await conn.copy_records_to_table(
-                "timeline_entries", schema_name=self.shadow, records=batch.rows, columns=ENTRY_COLUMNS
-            )
+            copied += await batch.stream.copy_into(conn, self.shadow)
         if entries:
             # Kafka may deliver an event twice: through staging, with ON CONFLICT.
             await conn.copy_records_to_table(
@@ -427,9 +503,9 @@ class TimelineRebuild:
         await conn.execute(
             "UPDATE projection_rebuilds SET heartbeat_at = now(), events_done = events_done + $2 WHERE projection = $1",
             self.projection,
-            batch.size,
+            copied,
         )
-        return batch.size
+        return copied
 
     async def run(
         self, source: ReplaySource, *, restart: bool = False, progress: Progress | None = None
