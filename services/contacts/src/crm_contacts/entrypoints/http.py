@@ -12,7 +12,7 @@ from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.access_log import AccessLog, access_audit_router, returned_fields
 from crm_http.auth import TokenVerifier, actor_dependency
 from crm_http.limits import ApiLimits, install_api_limits
-from crm_http.policy import Grant, Ownership, Policy, default_policy, permission
+from crm_http.policy import Grant, Ownership, Policy, default_policy, document_permissions, permission
 from crm_http.probes import install_probes
 from crm_http.problems import Problem, conflict, install_problem_handlers, not_found, problem_type, unprocessable
 from fastapi import Body, Depends, FastAPI, File, Form, Header, Query, Request, Response, UploadFile
@@ -179,10 +179,13 @@ def create_app(
             app.state.access_log = log
         return log
 
-    app.include_router(access_audit_router(current_actor, access_log=access_log))
     IfMatch = Annotated[str | None, Header(alias="If-Match")]  # noqa: N806
     IdemKey = Annotated[str | None, Header(alias="Idempotency-Key")]  # noqa: N806
     rules = policy if policy is not None else default_policy()
+    app.include_router(
+        access_audit_router(current_actor, access_log=access_log),
+        dependencies=[Depends(permission(rules, current_actor, "audit.read_access_log"))],
+    )
     MayRegister = Annotated[Grant, Depends(permission(rules, current_actor, "customer.register"))]  # noqa: N806
     MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "customer.read"))]  # noqa: N806
     MayFindDuplicates = Annotated[Grant, Depends(permission(rules, current_actor, "customer.find_duplicates"))]  # noqa: N806
@@ -537,6 +540,7 @@ def create_app(
     )
     person_endpoint("leave", ContactPersonLeaves, "Left the company (ContactPersonLeftCompany)", "contact_person.leave")
 
+    document_permissions(app, rules)
     return app
 
 
