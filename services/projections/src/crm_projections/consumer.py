@@ -56,7 +56,7 @@ async def run() -> None:
 
     beating = asyncio.create_task(keep_beating(dependencies, stop))
     ends = KafkaEndOffsets(settings.kafka_bootstrap_servers, topics, client_security(settings))
-    lag = asyncio.create_task(LagMonitor(pool, [timeline.name], ends).run(stop))
+    lag = asyncio.create_task(LagMonitor(pool, [r.projection.name for r in (runner, facts)], ends).run(stop))
     try:
         await stop.wait()
     finally:
