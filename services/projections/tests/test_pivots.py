@@ -61,9 +61,8 @@ async def client(facts: Facts, tmp_path: Path) -> AsyncIterator[httpx.AsyncClien
 
 
 def fiscal_year(day: date, fiscal_month: int) -> int:
-    """年度 named after the year it starts in: the month after fiscal_month starts it."""
-    start = fiscal_month % 12 + 1
-    return day.year if day.month >= start else day.year - 1
+    """A fiscal year ends with fiscal_month and is named by the calendar year it ends in (2025年3月期)."""
+    return day.year if day.month <= fiscal_month else day.year + 1
 
 
 async def pivot(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
@@ -248,8 +247,22 @@ async def test_csv_has_the_column_keys_the_cells_and_the_totals(facts: Facts, cl
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     assert list(csv.reader(io.StringIO(response.text))) == [
-        ["prefecture \\ fiscal_year", "2024", "2025", "total"],
+        ["prefecture \\ fiscal_year", "2025", "2026", "total"],
         ["大阪府", "", "3", "3"],
         ["東京都", "1.10", "2", "3.10"],
         ["total", "1.10", "5", "6.10"],
     ]
+
+
+async def test_an_order_with_two_categories_counts_once_in_the_totals(facts: Facts, client: httpx.AsyncClient) -> None:
+    customer = registered()
+    await facts.feed(customer, order(customer.customer_id, date(2025, 5, 1), [("A", "PC", "1"), ("B", "保守", "2")]))
+    await facts.feed(order(customer.customer_id, date(2025, 6, 1), [("A", "PC", "1")]))
+    report = await pivot(client, rows="product_category", columns="month", measure="order_count")
+    assert report["rows"] == ["PC", "保守"]
+    assert report["cells"] == [[1, 1], [1, None]]
+    assert report["totals"]["rows"] == [2, 1]
+    assert report["totals"]["columns"] == [1, 1]
+    assert report["totals"]["grand"] == 2
+    by_category = await pivot(client, rows="product_category", measure="order_count")
+    assert by_category["totals"]["grand"] == 2

@@ -5,14 +5,24 @@ counted on the order's own date (``order_date``): a return in May of an April or
 So a period's figure can still move after the period closed, but revenue is never counted in a
 month in which nothing was sold, and by-product-category revenue (line amounts minus the returned
 line amounts) adds up to the same totals.  Fiscal years follow the customer's ``fiscal_month``
-(the month the fiscal year ends, default 3 = March) and are named after the year they start in
-(年度: April 2024 – March 2025 is 2024 with fiscal_month 3; with 12 it is the calendar year).
+(the month the fiscal year ends, default 3 = March) and are named, like the customer 360's
+``fiscal_year_amounts``, by the calendar year they end in: with fiscal_month 3, "2025" is
+2024-04-01 – 2025-03-31 (2025年3月期); with 12 it is the calendar year.
+
+How it is computed: one ``GROUP BY`` returns additive partials per cell (sums, counts, and for
+averages sum and count), months as ``date_trunc`` keys and fiscal years as (month, fiscal month)
+keys; the labels, the cells and the row, column and grand totals are folded from those partials in
+Python with Decimal, so totals are exact (an average total is Σscore / Σcount, never an average of
+averages).  The one non-additive case, orders counted by product category (an order may hold
+several categories), gets its totals from distinct counts in SQL.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -43,87 +53,19 @@ DEFAULT_FISCAL_MONTH = 3
 #: Open stages of the default pipeline, in order (the deals service's DEFAULT_PIPELINE), then the outcomes.
 STAGE_ORDER = ("lead", "qualified", "proposal", "negotiation", "won", "lost")
 
-_CUSTOMER_DIMENSIONS = {
-    "customer": "c.customer_id::text",
-    "prefecture": "c.prefecture",
-    "industry": "c.industry",
-    "rank": "c.rank",
+_CUSTOMER_DIMENSIONS = frozenset({"customer", "prefecture", "industry", "rank"})
+_CALENDAR = frozenset({"month", "fiscal_year"})
+
+#: Which dimensions each measure can be broken down by (the rest answer 422).
+ALLOWED: dict[str, frozenset[str]] = {
+    "revenue": _CUSTOMER_DIMENSIONS | _CALENDAR | {"product_category"},
+    "order_count": _CUSTOMER_DIMENSIONS | _CALENDAR | {"product_category"},
+    "deal_count": _CUSTOMER_DIMENSIONS | _CALENDAR | {"owner", "stage"},
+    "deal_amount": _CUSTOMER_DIMENSIONS | _CALENDAR | {"owner", "stage"},
+    "ticket_count": _CUSTOMER_DIMENSIONS | _CALENDAR | {"ticket_category"},
+    "complaint_count": _CUSTOMER_DIMENSIONS | _CALENDAR | {"ticket_category"},
+    "average_csat": _CUSTOMER_DIMENSIONS | _CALENDAR | {"ticket_category"},
 }
-
-
-def _calendar(date_sql: str) -> dict[str, str]:
-    start = f"(coalesce(c.fiscal_month, {DEFAULT_FISCAL_MONTH}) % 12 + 1)"
-    return {
-        "month": f"to_char({date_sql}, 'YYYY-MM')",
-        "fiscal_year": (
-            f"(CASE WHEN extract(month FROM {date_sql}) >= {start}"
-            f" THEN extract(year FROM {date_sql}) ELSE extract(year FROM {date_sql}) - 1 END)::int::text"
-        ),
-    }
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where a measure's facts live: FROM clause, date expression, allowed dimensions, aggregate."""
-
-    from_sql: str
-    date_sql: str
-    dimensions: dict[str, str]
-    aggregate: str
-    kind: Literal["money", "count", "average"]
-
-
-_ORDERS = (
-    "fact_orders o JOIN fact_customers c ON c.customer_id = o.subject_id"
-    " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
-)
-_LINES = (
-    "fact_order_lines l JOIN fact_orders o ON o.order_id = l.order_id"
-    " JOIN fact_customers c ON c.customer_id = l.subject_id"
-    " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
-)
-_DEALS = (
-    "fact_deals d JOIN fact_customers c ON c.customer_id = d.subject_id"
-    " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
-)
-_TICKETS = (
-    "fact_tickets k JOIN fact_customers c ON c.customer_id = k.subject_id"
-    " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
-)
-_TICKET_DATE = "(k.opened_at AT TIME ZONE 'Asia/Tokyo')::date"
-_DEAL_DIMENSIONS = {"owner": "d.owner", "stage": "d.stage"}
-_TICKET_DIMENSIONS = {"ticket_category": "k.category"}
-
-
-def _source(measure: Measure, by_category: bool) -> Source:
-    match measure:
-        case "revenue" | "order_count" if by_category:
-            aggregate = (
-                "sum(l.line_amount - l.reversed)"
-                if measure == "revenue"
-                else ("count(DISTINCT l.order_id) FILTER (WHERE o.status = 'placed')")
-            )
-            dims = {**_CUSTOMER_DIMENSIONS, **_calendar("l.order_date"), "product_category": "l.category"}
-            return Source(_LINES, "l.order_date", dims, aggregate, "money" if measure == "revenue" else "count")
-        case "revenue" | "order_count":
-            aggregate = (
-                "sum(o.total - o.reversed)" if measure == "revenue" else "count(*) FILTER (WHERE o.status = 'placed')"
-            )
-            dims = {**_CUSTOMER_DIMENSIONS, **_calendar("o.order_date")}
-            return Source(_ORDERS, "o.order_date", dims, aggregate, "money" if measure == "revenue" else "count")
-        case "deal_count" | "deal_amount":
-            aggregate = "count(*)" if measure == "deal_count" else "sum(d.amount)"
-            dims = {**_CUSTOMER_DIMENSIONS, **_calendar("d.opened_on"), **_DEAL_DIMENSIONS}
-            return Source(_DEALS, "d.opened_on", dims, aggregate, "count" if measure == "deal_count" else "money")
-        case "ticket_count" | "complaint_count" | "average_csat":
-            aggregate = {
-                "ticket_count": "count(*)",
-                "complaint_count": "count(*) FILTER (WHERE k.kind = 'complaint')",
-                "average_csat": "avg(k.csat)",
-            }[measure]
-            dims = {**_CUSTOMER_DIMENSIONS, **_calendar(_TICKET_DATE), **_TICKET_DIMENSIONS}
-            kind: Literal["count", "average"] = "average" if measure == "average_csat" else "count"
-            return Source(_TICKETS, _TICKET_DATE, dims, aggregate, kind)
 
 
 class PivotError(ValueError):
@@ -135,36 +77,124 @@ class PivotError(ValueError):
         self.message = message
 
 
-#: Which dimensions each measure can be broken down by (the rest answer 422).
-ALLOWED: dict[str, frozenset[str]] = {
-    "revenue": frozenset({"customer", "prefecture", "industry", "rank", "product_category", "month", "fiscal_year"}),
-    "order_count": frozenset(
-        {"customer", "prefecture", "industry", "rank", "product_category", "month", "fiscal_year"}
-    ),
-    "deal_count": frozenset({"customer", "prefecture", "industry", "rank", "owner", "stage", "month", "fiscal_year"}),
-    "deal_amount": frozenset({"customer", "prefecture", "industry", "rank", "owner", "stage", "month", "fiscal_year"}),
-    "ticket_count": frozenset(
-        {"customer", "prefecture", "industry", "rank", "month", "fiscal_year", "ticket_category"}
-    ),
-    "complaint_count": frozenset(
-        {"customer", "prefecture", "industry", "rank", "month", "fiscal_year", "ticket_category"}
-    ),
-    "average_csat": frozenset(
-        {"customer", "prefecture", "industry", "rank", "month", "fiscal_year", "ticket_category"}
-    ),
-}
+@dataclass(frozen=True)
+class Source:
+    """Where a measure's facts live: FROM clause, their date, per-dimension columns, the partial aggregates."""
+
+    from_sql: str
+    date_sql: str
+    columns: dict[str, str]
+    partials: tuple[str, ...]
+    kind: Literal["money", "count", "average"]
+
+
+def _customer_from(facts: str) -> str:
+    return f"{facts} JOIN fact_customers c ON c.customer_id = {facts.split()[-1]}.subject_id"
+
+
+def _source(measure: Measure, by_category: bool) -> Source:
+    customer_columns = {
+        "customer": "c.customer_id::text",
+        "prefecture": "c.prefecture",
+        "industry": "c.industry",
+        "rank": "c.rank",
+    }
+    match measure:
+        case "revenue" | "order_count" if by_category:
+            from_sql = _customer_from("fact_order_lines l")
+            partial = "sum(l.line_amount - l.reversed)"
+            if measure == "order_count":
+                from_sql += " JOIN fact_orders o ON o.order_id = l.order_id"
+                partial = "count(DISTINCT l.order_id) FILTER (WHERE o.status = 'placed')"
+            columns = {**customer_columns, "product_category": "l.category"}
+            return Source(from_sql, "l.order_date", columns, (partial,), "money" if measure == "revenue" else "count")
+        case "revenue" | "order_count":
+            partial = (
+                "sum(o.total - o.reversed)" if measure == "revenue" else "count(*) FILTER (WHERE o.status = 'placed')"
+            )
+            kind: Literal["money", "count", "average"] = "money" if measure == "revenue" else "count"
+            return Source(_customer_from("fact_orders o"), "o.order_date", customer_columns, (partial,), kind)
+        case "deal_count" | "deal_amount":
+            partial = "count(*)" if measure == "deal_count" else "sum(d.amount)"
+            columns = {**customer_columns, "owner": "d.owner", "stage": "d.stage"}
+            kind = "count" if measure == "deal_count" else "money"
+            return Source(_customer_from("fact_deals d"), "d.opened_on", columns, (partial,), kind)
+        case "ticket_count" | "complaint_count" | "average_csat":
+            partials = {
+                "ticket_count": ("count(*)",),
+                "complaint_count": ("count(*) FILTER (WHERE k.kind = 'complaint')",),
+                "average_csat": ("sum(k.csat)", "count(k.csat)"),
+            }[measure]
+            columns = {**customer_columns, "ticket_category": "k.category"}
+            kind = "average" if measure == "average_csat" else "count"
+            ticket_date = "(k.opened_at AT TIME ZONE 'Asia/Tokyo')::date"
+            return Source(_customer_from("fact_tickets k"), ticket_date, columns, partials, kind)
+
+
+def fiscal_year_of(month: date, fiscal_month: int) -> int:
+    """The fiscal year a month belongs to, named by the calendar year the fiscal year ends in."""
+    return month.year if month.month <= fiscal_month else month.year + 1
+
+
+@dataclass(frozen=True)
+class _Key:
+    """How one dimension is grouped in SQL and labelled in Python."""
+
+    sql: tuple[str, ...]
+    label: Callable[[tuple[Any, ...]], str | None]
+
+
+def _key(dimension: str, source: Source) -> _Key:
+    month = f"date_trunc('month', {source.date_sql})::date"
+    if dimension == "month":
+        return _Key((month,), lambda v: v[0].strftime("%Y-%m"))
+    if dimension == "fiscal_year":
+        return _Key(
+            (month, f"coalesce(c.fiscal_month, {DEFAULT_FISCAL_MONTH})"),
+            lambda v: str(fiscal_year_of(v[0], int(v[1]))),
+        )
+    return _Key((source.columns[dimension],), lambda v: None if v[0] is None else str(v[0]))
+
+
+def _needs_totals(f: CustomerFilter) -> bool:
+    return (
+        f.has_open_complaint is not None
+        or f.no_purchase_since is not None
+        or f.min_amount is not None
+        or f.max_amount is not None
+        or f.last_contact_before is not None
+    )
+
+
+class _Cell:
+    """Additive partials of one cell or total."""
+
+    __slots__ = ("count", "total")
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+        self.count = 0
+
+    def add(self, kind: str, values: tuple[Any, ...]) -> None:
+        if kind == "average":
+            self.total += Decimal(values[0] or 0)
+            self.count += int(values[1] or 0)
+        elif kind == "count":
+            self.count += int(values[0] or 0)
+        else:
+            self.total += Decimal(values[0] or 0)
+
+    def value(self, kind: str) -> str | int | None:
+        if kind == "count":
+            return self.count
+        if kind == "average":
+            if not self.count:
+                return None
+            return str((self.total / self.count).quantize(_CSAT_PLACES, rounding=ROUND_HALF_EVEN))
+        return str(self.total)
+
 
 _CSAT_PLACES = Decimal("0.01")
-
-
-def _value(kind: str, raw: Any) -> str | int | None:
-    if raw is None:
-        return None
-    if kind == "count":
-        return int(raw)
-    if kind == "average":
-        return str(Decimal(raw).quantize(_CSAT_PLACES, rounding=ROUND_HALF_EVEN))
-    return str(raw)
 
 
 def _key_order(dimension: str, key: str | None) -> tuple[int, Any]:
@@ -190,7 +220,7 @@ class PivotQueries:
         date_to: date | None = None,
         customers: CustomerFilter | None = None,
     ) -> dict[str, Any]:
-        """Cells, row and column totals and the grand total (totals recomputed, not summed: averages stay exact)."""
+        """Cells, row and column totals and the grand total, exact (see the module docstring)."""
         for field, dimension in (("rows", rows), ("columns", columns)):
             if dimension is not None and dimension not in ALLOWED[measure]:
                 raise PivotError(field, f"{measure} cannot be broken down by {dimension}")
@@ -198,72 +228,107 @@ class PivotQueries:
             raise PivotError("columns", "columns must differ from rows")
         if date_from and date_to and date_from > date_to:
             raise PivotError("to", "to is before from")
+        f = customers or CustomerFilter()
         source = _source(measure, "product_category" in (rows, columns))
+        from_sql = source.from_sql
+        if _needs_totals(f):
+            from_sql += " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
         sql = Sql()
-        filter_sql(customers or CustomerFilter(), sql)
+        filter_sql(f, sql)
         sql.clauses.append(f"{source.date_sql} IS NOT NULL")
         if date_from:
             sql.clauses.append(f"{source.date_sql} >= {sql.arg(date_from)}::date")
         if date_to:
             sql.clauses.append(f"{source.date_sql} <= {sql.arg(date_to)}::date")
-        row_sql = source.dimensions[rows]
-        label = "max(c.name)" if "customer" in (rows, columns) else "NULL::text"
-        if columns:
-            col_sql = source.dimensions[columns]
-            select = f"{row_sql} AS r, {col_sql} AS col, grouping({row_sql}) AS gr, grouping({col_sql}) AS gc"
-            sets = f"(({row_sql}, {col_sql}), ({row_sql}), ({col_sql}), ())"
-        else:
-            select = f"{row_sql} AS r, NULL::text AS col, grouping({row_sql}) AS gr, 1 AS gc"
-            sets = f"(({row_sql}), ())"
+        row_key = _key(rows, source)
+        col_key = _key(columns, source) if columns else _Key((), lambda v: None)
+        keys = [*row_key.sql, *col_key.sql]
+        label = ", max(c.name)" if "customer" in (rows, columns) else ", NULL::text"
         query = (
-            f"SELECT {select}, {source.aggregate} AS value, {label} AS label"
-            f" FROM {source.from_sql} WHERE {sql.where()} GROUP BY GROUPING SETS {sets}"
+            f"SELECT {', '.join(keys)}, {', '.join(source.partials)}{label}"
+            f" FROM {from_sql} WHERE {sql.where()} GROUP BY {', '.join(keys)}"
         )
         records = await self.pool.fetch(query, *sql.args)
-        return self._shape(measure, rows, columns, source.kind, records)
-
-    def _shape(
-        self, measure: str, rows: str, columns: str | None, kind: str, records: list[asyncpg.Record]
-    ) -> dict[str, Any]:
-        cells: dict[tuple[str | None, str | None], Any] = {}
-        row_totals: dict[str | None, Any] = {}
-        col_totals: dict[str | None, Any] = {}
-        grand: Any = None
+        nr, nk, np_ = len(row_key.sql), len(keys), len(source.partials)
+        cells: dict[tuple[str | None, str | None], _Cell] = defaultdict(_Cell)
+        row_totals: dict[str | None, _Cell] = defaultdict(_Cell)
+        col_totals: dict[str | None, _Cell] = defaultdict(_Cell)
+        grand = _Cell()
         labels: dict[str, str | None] = {}
         for rec in records:
-            value = _value(kind, rec["value"])
-            if rec["gr"] == 0 and rec["gc"] == 0:
-                cells[(rec["r"], rec["col"])] = value
-            elif rec["gr"] == 0:
-                row_totals[rec["r"]] = value
-            elif rec["gc"] == 0:
-                col_totals[rec["col"]] = value
-            else:
-                grand = value
-            if rec["label"] is not None:
-                key = rec["r"] if rows == "customer" else rec["col"]
+            values = tuple(rec)
+            r = row_key.label(values[:nr])
+            c = col_key.label(values[nr:nk])
+            partials = values[nk : nk + np_]
+            for target in (cells[(r, c)], row_totals[r], col_totals[c], grand):
+                target.add(source.kind, partials)
+            name = values[nk + np_]
+            if name is not None:
+                key = r if rows == "customer" else c
                 if key is not None:
-                    labels[key] = rec["label"]
-        row_keys = sorted(row_totals, key=lambda k: _key_order(rows, k))
-        col_keys = sorted(col_totals, key=lambda k: _key_order(columns or "", k)) if columns else []
-        if columns:
-            matrix = [[cells.get((r, c)) for c in col_keys] for r in row_keys]
-        else:
-            matrix = [[row_totals[r]] for r in row_keys]
-        return {
-            "measure": measure,
-            "rows_dimension": rows,
-            "columns_dimension": columns,
-            "rows": row_keys,
-            "columns": col_keys,
-            "cells": matrix,
-            "totals": {
-                "rows": [row_totals[r] for r in row_keys],
-                "columns": [col_totals[c] for c in col_keys],
-                "grand": grand,
-            },
-            **({"labels": labels} if labels else {}),
-        }
+                    labels[key] = name
+        if measure == "order_count" and "product_category" in (rows, columns):
+            # An order holding two categories is one order: totals across categories are distinct counts.
+            other = columns if rows == "product_category" else rows
+            across = col_totals if rows == "product_category" else row_totals
+            await self._distinct_totals(query, sql.args, other, keys, row_key, col_key, rows, across, grand)
+        return _shape(measure, rows, columns, source.kind, cells, row_totals, col_totals, grand, labels)
+
+    async def _distinct_totals(
+        self,
+        query: str,
+        args: list[Any],
+        other: str | None,
+        keys: list[str],
+        row_key: _Key,
+        col_key: _Key,
+        rows: str,
+        across: dict[str | None, _Cell],
+        grand: _Cell,
+    ) -> None:
+        other_key = col_key if rows == "product_category" else row_key
+        grouped = ", ".join(other_key.sql)
+        distinct = "count(DISTINCT l.order_id) FILTER (WHERE o.status = 'placed')"
+        body = query[query.index(" FROM ") : query.index(" GROUP BY ")]
+        if other is not None:
+            for rec in await self.pool.fetch(f"SELECT {grouped}, {distinct}{body} GROUP BY {grouped}", *args):
+                values = tuple(rec)
+                cell = across[other_key.label(values[:-1])]
+                cell.count = int(values[-1] or 0)
+        grand.count = int(await self.pool.fetchval(f"SELECT {distinct}{body}", *args) or 0)
+
+
+def _shape(
+    measure: str,
+    rows: str,
+    columns: str | None,
+    kind: str,
+    cells: dict[tuple[str | None, str | None], _Cell],
+    row_totals: dict[str | None, _Cell],
+    col_totals: dict[str | None, _Cell],
+    grand: _Cell,
+    labels: dict[str, str | None],
+) -> dict[str, Any]:
+    row_keys = sorted(row_totals, key=lambda k: _key_order(rows, k))
+    col_keys = sorted(col_totals, key=lambda k: _key_order(columns or "", k)) if columns else []
+    if columns:
+        matrix = [[cells[(r, c)].value(kind) if (r, c) in cells else None for c in col_keys] for r in row_keys]
+    else:
+        matrix = [[row_totals[r].value(kind)] for r in row_keys]
+    return {
+        "measure": measure,
+        "rows_dimension": rows,
+        "columns_dimension": columns,
+        "rows": row_keys,
+        "columns": col_keys,
+        "cells": matrix,
+        "totals": {
+            "rows": [row_totals[r].value(kind) for r in row_keys],
+            "columns": [col_totals[c].value(kind) for c in col_keys],
+            "grand": grand.value(kind) if row_keys else (0 if kind == "count" else None),
+        },
+        **({"labels": labels} if labels else {}),
+    }
 
 
 def to_csv(report: dict[str, Any]) -> str:
@@ -275,17 +340,14 @@ def to_csv(report: dict[str, Any]) -> str:
         return "" if value is None else str(value)
 
     corner = report["rows_dimension"] + (f" \\ {report['columns_dimension']}" if report["columns_dimension"] else "")
-    header = (
-        [corner, *(cell(c) for c in report["columns"]), "total"] if report["columns"] else [corner, report["measure"]]
-    )
-    writer.writerow(header)
-    for key, values, total in zip(report["rows"], report["cells"], report["totals"]["rows"], strict=True):
-        if report["columns"]:
+    if report["columns_dimension"]:
+        writer.writerow([corner, *(cell(c) for c in report["columns"]), "total"])
+        for key, values, total in zip(report["rows"], report["cells"], report["totals"]["rows"], strict=True):
             writer.writerow([cell(key), *(cell(v) for v in values), cell(total)])
-        else:
-            writer.writerow([cell(key), cell(total)])
-    if report["columns"]:
         writer.writerow(["total", *(cell(v) for v in report["totals"]["columns"]), cell(report["totals"]["grand"])])
     else:
+        writer.writerow([corner, report["measure"]])
+        for key, total in zip(report["rows"], report["totals"]["rows"], strict=True):
+            writer.writerow([cell(key), cell(total)])
         writer.writerow(["total", cell(report["totals"]["grand"])])
     return out.getvalue()
