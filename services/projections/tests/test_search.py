@@ -269,3 +269,44 @@ async def test_a_cursor_of_one_sort_is_refused_for_another(facts: Facts, client:
     assert page["next_cursor"]
     response = await client.get("/customers", params={"sort": "revenue", "cursor": page["next_cursor"]})
     assert response.status_code == 422
+
+
+async def test_the_query_api_serves_search_segments_pivots_and_the_pipeline(tmp_path: Path) -> None:
+    from crm_projections.api import create_app
+
+    paths = create_app(TokenVerifier(DevIssuer(tmp_path / "idp").auth_settings())).openapi()["paths"]
+    for path, method in (
+        ("/customers", "get"),
+        ("/segments", "post"),
+        ("/segments", "get"),
+        ("/segments/{segment_id}", "get"),
+        ("/segments/{segment_id}/customers", "get"),
+        ("/reports/pivot", "get"),
+        ("/deals/pipeline", "get"),
+    ):
+        assert method in paths[path], path
+    search = {p["name"] for p in paths["/customers"]["get"]["parameters"]}
+    assert search >= {
+        "q",
+        "kind",
+        "prefecture",
+        "city",
+        "industry",
+        "rank",
+        "tag",
+        "consent",
+        "owner",
+        "deal_stage",
+        "has_open_complaint",
+        "bought_product",
+        "bought_category",
+        "bought_from",
+        "bought_to",
+        "no_purchase_since",
+        "min_amount",
+        "max_amount",
+        "last_contact_before",
+        "sort",
+        "cursor",
+        "limit",
+    }
