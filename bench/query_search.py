@@ -292,7 +292,7 @@ COLUMNS = {
 }
 
 
-async def _fill(pool: asyncpg.Pool, tables: dict[str, list[tuple[Any, ...]]]) -> None:
+async def _fill(pool: asyncpg.Pool, owner_url: str, tables: dict[str, list[tuple[Any, ...]]]) -> None:
     with _progress() as bar:
         for table, rows in tables.items():
             task = bar.add_task(f"COPY {table}", total=len(rows), rate="")
@@ -316,8 +316,12 @@ async def _fill(pool: asyncpg.Pool, tables: dict[str, list[tuple[Any, ...]]]) ->
 
         await asyncio.gather(*(worker(customers[k::4]) for k in range(4)))
         bar.update(task, rate=f"{len(customers) / (time.perf_counter() - started):,.0f} customers/s")
-    async with pool.acquire() as conn:
-        await conn.execute("ANALYZE")
+    # As the tables' owner: the runtime role may not ANALYZE them (in production autovacuum does it).
+    admin = await asyncpg.connect(owner_url)
+    try:
+        await admin.execute("ANALYZE")
+    finally:
+        await admin.close()
 
 
 def _segments() -> dict[str, tuple[CustomerFilter, str]]:
@@ -411,7 +415,7 @@ async def main(args: argparse.Namespace, server: Postgres) -> None:
     url = await provision_read_models(server.admin_url, database, role, password, FACTS_DDL, FACTS_GRANTS)
     pool = await create_pool(url, min_size=2, max_size=8)
     try:
-        await _fill(pool, tables)
+        await _fill(pool, database_url(server.admin_url, database), tables)
         search = CustomerSearchQueries(pool)
         seg_results: dict[str, tuple[Latencies, int]] = {}
         for name, (f, sort) in _segments().items():

@@ -266,3 +266,18 @@ async def test_an_order_with_two_categories_counts_once_in_the_totals(facts: Fac
     assert report["totals"]["grand"] == 2
     by_category = await pivot(client, rows="product_category", measure="order_count")
     assert by_category["totals"]["grand"] == 2
+
+
+async def test_facts_of_a_customer_not_registered_yet_count_in_every_pivot_alike(
+    facts: Facts, client: httpx.AsyncClient
+) -> None:
+    known, early = registered(prefecture="東京都"), registered(prefecture="大阪府")
+    await facts.feed(known, order(known.customer_id, date(2025, 5, 1), [("A", "PC", "10")]))
+    await facts.feed(order(early.customer_id, date(2025, 5, 2), [("A", "PC", "5")]))  # registration still in flight
+    by_month = await pivot(client, rows="month", measure="revenue")
+    by_prefecture = await pivot(client, rows="prefecture", measure="revenue")
+    assert by_month["totals"]["grand"] == by_prefecture["totals"]["grand"] == "15"
+    assert by_prefecture["rows"] == ["東京都", None]
+    assert (await pivot(client, rows="prefecture", measure="revenue", kind="company"))["totals"]["grand"] == "10"
+    await facts.feed(early)
+    assert (await pivot(client, rows="prefecture", measure="revenue"))["rows"] == ["大阪府", "東京都"]

@@ -82,43 +82,41 @@ class Source:
     """Where a measure's facts live: FROM clause, their date, per-dimension columns, the partial aggregates."""
 
     from_sql: str
+    subject_sql: str
     date_sql: str
     columns: dict[str, str]
     partials: tuple[str, ...]
     kind: Literal["money", "count", "average"]
 
 
-def _customer_from(facts: str) -> str:
-    return f"{facts} JOIN fact_customers c ON c.customer_id = {facts.split()[-1]}.subject_id"
-
-
 def _source(measure: Measure, by_category: bool) -> Source:
     customer_columns = {
-        "customer": "c.customer_id::text",
         "prefecture": "c.prefecture",
         "industry": "c.industry",
         "rank": "c.rank",
     }
+    kind: Literal["money", "count", "average"]
     match measure:
         case "revenue" | "order_count" if by_category:
-            from_sql = _customer_from("fact_order_lines l")
+            from_sql = "fact_order_lines l"
             partial = "sum(l.line_amount - l.reversed)"
             if measure == "order_count":
                 from_sql += " JOIN fact_orders o ON o.order_id = l.order_id"
                 partial = "count(DISTINCT l.order_id) FILTER (WHERE o.status = 'placed')"
             columns = {**customer_columns, "product_category": "l.category"}
-            return Source(from_sql, "l.order_date", columns, (partial,), "money" if measure == "revenue" else "count")
+            kind = "money" if measure == "revenue" else "count"
+            return Source(from_sql, "l.subject_id", "l.order_date", columns, (partial,), kind)
         case "revenue" | "order_count":
             partial = (
                 "sum(o.total - o.reversed)" if measure == "revenue" else "count(*) FILTER (WHERE o.status = 'placed')"
             )
-            kind: Literal["money", "count", "average"] = "money" if measure == "revenue" else "count"
-            return Source(_customer_from("fact_orders o"), "o.order_date", customer_columns, (partial,), kind)
+            kind = "money" if measure == "revenue" else "count"
+            return Source("fact_orders o", "o.subject_id", "o.order_date", customer_columns, (partial,), kind)
         case "deal_count" | "deal_amount":
             partial = "count(*)" if measure == "deal_count" else "sum(d.amount)"
             columns = {**customer_columns, "owner": "d.owner", "stage": "d.stage"}
             kind = "count" if measure == "deal_count" else "money"
-            return Source(_customer_from("fact_deals d"), "d.opened_on", columns, (partial,), kind)
+            return Source("fact_deals d", "d.subject_id", "d.opened_on", columns, (partial,), kind)
         case "ticket_count" | "complaint_count" | "average_csat":
             partials = {
                 "ticket_count": ("count(*)",),
@@ -128,7 +126,7 @@ def _source(measure: Measure, by_category: bool) -> Source:
             columns = {**customer_columns, "ticket_category": "k.category"}
             kind = "average" if measure == "average_csat" else "count"
             ticket_date = "(k.opened_at AT TIME ZONE 'Asia/Tokyo')::date"
-            return Source(_customer_from("fact_tickets k"), ticket_date, columns, partials, kind)
+            return Source("fact_tickets k", "k.subject_id", ticket_date, columns, partials, kind)
 
 
 def fiscal_year_of(month: date, fiscal_month: int) -> int:
@@ -153,7 +151,8 @@ def _key(dimension: str, source: Source) -> _Key:
             (month, f"coalesce(c.fiscal_month, {DEFAULT_FISCAL_MONTH})"),
             lambda v: str(fiscal_year_of(v[0], int(v[1]))),
         )
-    return _Key((source.columns[dimension],), lambda v: None if v[0] is None else str(v[0]))
+    column = f"{source.subject_sql}::text" if dimension == "customer" else source.columns[dimension]
+    return _Key((column,), lambda v: None if v[0] is None else str(v[0]))
 
 
 def _needs_totals(f: CustomerFilter) -> bool:
@@ -230,11 +229,19 @@ class PivotQueries:
             raise PivotError("to", "to is before from")
         f = customers or CustomerFilter()
         source = _source(measure, "product_category" in (rows, columns))
-        from_sql = source.from_sql
-        if _needs_totals(f):
-            from_sql += " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
+        # The customer table is joined only when a dimension or a filter needs it. Without a filter it is
+        # a LEFT JOIN: facts of a customer whose registration has not arrived yet still count (under an
+        # empty prefecture, the default fiscal month), so every pivot of a measure has the same total.
+        # Facts of merged customers already point at their survivor (subject_id).
         sql = Sql()
-        filter_sql(f, sql)
+        from_sql = source.from_sql
+        if f != CustomerFilter():
+            from_sql += f" JOIN fact_customers c ON c.customer_id = {source.subject_sql}"
+            if _needs_totals(f):
+                from_sql += " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
+            filter_sql(f, sql)
+        elif {rows, columns} & (_CUSTOMER_DIMENSIONS | {"fiscal_year"}):
+            from_sql += f" LEFT JOIN fact_customers c ON c.customer_id = {source.subject_sql}"
         sql.clauses.append(f"{source.date_sql} IS NOT NULL")
         if date_from:
             sql.clauses.append(f"{source.date_sql} >= {sql.arg(date_from)}::date")
