@@ -38,7 +38,7 @@ Both may be combined. Metrics are then measured from that date instead of today.
   purchase, at least 365 days).
 - `ltv` (customer lifetime value) = `average_order_amount` × `purchase_frequency` × {LTV_YEARS}: the revenue the
   customer is expected to bring over a {LTV_YEARS}-year relationship at its purchase rate so far.
-- `outstanding_amount`: invoices not cancelled minus payments received (payments on cancelled invoices excluded).
+- `outstanding_amount`: invoices not cancelled minus the payments made against them (payments without an invoice and payments on cancelled invoices excluded).
 - `average_csat`: mean satisfaction score (1–5). `complaint_count`: complaint tickets ever opened.
 
 Personal fields are decrypted for the response; after a customer's data was erased (crypto-shredding) they come

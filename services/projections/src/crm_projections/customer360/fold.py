@@ -469,10 +469,14 @@ def fold(
 
 
 def _outstanding(s: _State) -> Decimal:
-    """Billed and not yet paid: invoices not cancelled, minus every payment except those on cancelled invoices."""
+    """Billed and not yet paid: invoices not cancelled, minus the payments made against them.
+
+    A payment without an invoice (a consumer paying at the till) settles nothing that was billed, so it
+    does not lower the outstanding amount (it would otherwise go negative).
+    """
     billed = sum((i.amount for i in s.invoices.values() if not i.cancelled), Decimal(0))
     paid = sum(
-        (amount for invoice_id, amount in s.payments if invoice_id is None or not _cancelled(s, invoice_id)),
+        (amount for invoice_id, amount in s.payments if invoice_id is not None and not _cancelled(s, invoice_id)),
         Decimal(0),
     )
     return billed - paid

@@ -18,7 +18,7 @@ Definitions (also in the OpenAPI description of GET /customers/{id} and docs/adr
   the first purchase date to the reference date, with at least 365 days.
 - ``ltv`` (lifetime value) = average_order_amount × purchase_frequency × 3 (an expected relationship of
   LTV_YEARS = 3 years): the revenue the customer is expected to bring over three years at its rate so far.
-- ``outstanding_amount`` = Σ invoices not cancelled − Σ payments (except payments on cancelled invoices).
+- ``outstanding_amount`` = Σ invoices not cancelled − Σ payments against them (payments without an invoice excluded).
 - ``average_csat`` = mean of the satisfaction scores (the last rating of each ticket resolution).
 - ``complaint_count`` = number of complaint tickets ever opened.
 Averages are rounded half-up to 2 decimal places; sums are exact.
