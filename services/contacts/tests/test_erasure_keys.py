@@ -9,7 +9,9 @@ import pytest
 from crm_cli.testing import MASTER_KEY
 from crm_contacts.app.customers import CustomerCommands
 from crm_contacts.domain.commands import EraseCustomer, RegisterCustomer
+from crm_eventstore.errors import KeyDestroyed
 from crm_eventstore.ids import new_id
+from crm_eventstore.keyring import Keyring
 from crm_eventstore.store import CommandContext, PostgresEventStore
 from crm_schemas.envelope import ActorRef
 from cryptography.exceptions import InvalidTag
@@ -91,3 +93,33 @@ async def test_after_erasure_the_key_row_holds_no_key_only_when_it_was_destroyed
     assert state.erased
     assert state.registered
     assert state.profile == {}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_key_destroyed_by_another_process_stops_decrypting_here_long_before_the_cache_expires(
+    event_store: PostgresEventStore,
+) -> None:
+    clock = FakeClock()
+    reader = Keyring(event_store.keyring._pool, MASTER_KEY, cache_ttl=60.0, clock=clock, recheck_interval=1.0)
+    other_id, customer_id = new_id(), new_id()
+    commands = CustomerCommands(event_store)
+    for cid in (customer_id, other_id):
+        await commands.handle(cid, RegisterCustomer.model_validate(person_body()), ctx())
+    [event] = await event_store.read_stream(f"customer-{customer_id}")
+    [other] = await event_store.read_stream(f"customer-{other_id}")
+    assert (await reader.decrypt_fields(customer_id, event.event_id, event.payload))["name"] == "佐藤 花子"
+    assert (await reader.decrypt_fields(other_id, other.event_id, other.payload))["name"] == "佐藤 花子"
+
+    await commands.erase(customer_id, EraseCustomer(), ctx())  # another keyring (another process) destroys it
+    clock.now += 1.5
+
+    with pytest.raises(KeyDestroyed):
+        await reader.decrypt_fields(customer_id, event.event_id, event.payload)
+    assert (await reader.decrypt_fields(other_id, other.event_id, other.payload))["name"] == "佐藤 花子"

@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS customer_keys (
     destroyed_at timestamptz,
     CHECK ((wrapped_key IS NULL) = (destroyed_at IS NOT NULL))
 );
+-- Recently destroyed keys, which every process evicts from its cache (Keyring._evict_destroyed).
+CREATE INDEX IF NOT EXISTS customer_keys_destroyed ON customer_keys (destroyed_at) WHERE destroyed_at IS NOT NULL;
 """
 
 _NONCE = 12
@@ -61,6 +63,7 @@ class Keyring:
         cache_size: int = 10_000,
         cache_ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        recheck_interval: float = 1.0,
     ) -> None:
         self._pool = pool
         self._master = AESGCM(master_key)
@@ -70,6 +73,10 @@ class Keyring:
         self._cache_size = cache_size
         self._cache_ttl = cache_ttl
         self._clock = clock
+        # Another process's destroy() (an erasure) evicts the key here within recheck_interval, not
+        # only when the cache entry expires: cached keys are checked against recent destructions.
+        self._recheck_interval = recheck_interval
+        self._checked_at = clock()
 
     def _unwrap(self, customer_id: UUID, wrapped: bytes) -> AESGCM:
         key = self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], b"crm-key:" + customer_id.bytes)
@@ -82,7 +89,23 @@ class Keyring:
             self._cache.popitem(last=False)
         return aead
 
+    async def _evict_destroyed(self) -> None:
+        now = self._clock()
+        if now - self._checked_at < self._recheck_interval:
+            return
+        self._checked_at = now
+        # destroyed_at is the destroying transaction's start: the margin covers one that commits late.
+        rows = await self._pool.fetch(
+            "SELECT customer_id FROM customer_keys"
+            " WHERE destroyed_at >= now() - make_interval(secs => $1::double precision)",
+            self._cache_ttl + self._recheck_interval + 30.0,
+        )
+        for row in rows:
+            self._cache.pop(row["customer_id"], None)
+
     async def _key(self, customer_id: UUID, create: bool) -> AESGCM:
+        if customer_id in self._cache:
+            await self._evict_destroyed()
         cached = self._cache.get(customer_id)
         if cached is not None:
             aead, loaded_at = cached
