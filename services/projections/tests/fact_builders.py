@@ -60,9 +60,10 @@ async def sealed(keyring: Keyring, event: DomainEvent) -> EventEnvelope:
 class Facts:
     """Feeds events through a ProjectionRunner (dedupe, position) into the fact tables."""
 
-    def __init__(self, pool: asyncpg.Pool, keyring: Keyring, url: str = "") -> None:
+    def __init__(self, pool: asyncpg.Pool, keyring: Keyring, url: str = "", url_admin: str = "") -> None:
         self.pool = pool
         self.url = url
+        self.url_admin = url_admin
         self.keyring = keyring
         self.projection = FactsProjection(keyring)
         self.offset = 0
@@ -305,7 +306,7 @@ async def fresh_facts(pg_admin_url: str, keyring: Keyring) -> AsyncIterator[Fact
     url = await provision_read_models(pg_admin_url, name, TEST_ROLE, TEST_PASSWORD, FACTS_DDL, FACTS_GRANTS)
     pool = await create_pool(url, min_size=1, max_size=8)
     try:
-        yield Facts(pool, keyring, url)
+        yield Facts(pool, keyring, url, pg_admin_url)
     finally:
         await pool.close()
         admin = await asyncpg.connect(pg_admin_url)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from decimal import Decimal
-from uuid import UUID
+from typing import Any
+from uuid import UUID, uuid5
 
 import asyncpg
 import pytest
@@ -22,6 +24,7 @@ from crm_projections.facts.project import (
     ProfileChanged,
     project,
 )
+from crm_projections.facts.store import FactsStore
 from crm_schemas import contacts, deals, support
 from crm_schemas.envelope import EventEnvelope
 
@@ -42,6 +45,7 @@ from .fact_builders import (
     registered,
     resolved,
     returned,
+    sealed,
     stage_changed,
     tagged,
     ticket,
@@ -391,8 +395,7 @@ async def test_forgetting_blanks_the_plaintext_and_shredded_events_do_not_bring_
 ) -> None:
     reg = registered(name="消える株式会社")
     envelopes = await facts.feed(reg)
-    async with facts.pool.acquire() as conn:
-        await facts.projection.forget(conn, reg.customer_id)
+    await FactsStore(facts.pool).forget(reg.customer_id)
     row = await _customer(facts.pool, reg.customer_id)
     assert (row["name"], row["name_kana"], row["prefecture"], row["search_text"], row["erased"]) == (
         None,
@@ -422,3 +425,110 @@ async def test_won_and_lost_deals_keep_their_close_date_and_final_amount(facts: 
         ("won", Decimal(90), date(2026, 5, 1)),
         ("lost", Decimal(200), date(2026, 6, 1)),
     ]
+
+
+def _scenario(cid: UUID, seed: int) -> dict[str, list[Any]]:
+    """One customer's events per service, each service's in its own order (as one Kafka partition keeps them)."""
+    rng = random.Random(seed)
+
+    def eid(n: int) -> UUID:
+        return uuid5(cid, str(n))
+
+    contacts_events: list[Any] = [registered(cid, prefecture=rng.choice(["東京都", "大阪府"]))]
+    contacts_events += [tagged(cid, t) for t in rng.sample(["VIP", "展示会", "紹介"], 2)]
+    contacts_events += [ranked(cid, rng.choice("ABC")), consent(cid, "email"), consent(cid, "email", granted=False)]
+    deals_events: list[Any] = []
+    for n in range(rng.randint(2, 5)):
+        placed = order(
+            cid,
+            date(2024, 1, 1) + timedelta(days=rng.randint(0, 600)),
+            [("P1", "PC", str(rng.randint(1, 9999))), ("P2", "保守", f"{rng.randint(1, 999)}.5")],
+            order_id=eid(n),
+        )
+        deals_events.append(placed)
+        fate = rng.random()
+        if fate < 0.3:
+            deals_events.append(cancelled(placed))
+        elif fate < 0.6:
+            deals_events.append(returned(placed, 2, "0.5"))
+    deal = deal_opened(cid, str(rng.randint(1, 100000))).model_copy(update={"deal_id": eid(100)})
+    deals_events += [deal, stage_changed(deal, "proposal"), won(deal, date(2026, 5, 1))]
+    deals_events += [
+        activity(cid, T0 + timedelta(days=d)).model_copy(update={"activity_id": eid(200 + d)}) for d in range(3)
+    ]
+    complaint = ticket(cid, ticket_id=eid(300))
+    support_events: list[Any] = [complaint, rated(complaint, rng.randint(1, 5))]
+    if rng.random() < 0.5:
+        support_events.append(resolved(complaint))
+    # A duplicate merged into this customer: its own contacts and deals streams (other partitions).
+    absorbed = uuid5(cid, "absorbed")
+    absorbed_contacts: list[Any] = [registered(absorbed), merged_into(absorbed, cid)]
+    absorbed_deals: list[Any] = [
+        order(absorbed, date(2023, 3, 1) + timedelta(days=30 * n), [("P9", "PC", "1000")], order_id=eid(400 + n))
+        for n in range(rng.randint(1, 3))
+    ]
+    return {
+        "contacts": contacts_events,
+        "deals": deals_events,
+        "support": support_events,
+        "contacts-absorbed": absorbed_contacts,
+        "deals-absorbed": absorbed_deals,
+    }
+
+
+async def _fingerprint(pool: asyncpg.Pool, cid: UUID) -> tuple[Any, ...]:
+    customer = await pool.fetchrow(
+        "SELECT kind, name, prefecture, rank, tags, search_text, registered_at FROM fact_customers WHERE customer_id = $1",
+        cid,
+    )
+    totals = await pool.fetchrow("SELECT * FROM fact_customer_totals WHERE customer_id = $1", cid)
+    orders = await pool.fetch(
+        "SELECT order_date, total, reversed, status FROM fact_orders WHERE customer_id = $1 ORDER BY 1, 2", cid
+    )
+    lines = await pool.fetch(
+        "SELECT order_date, product_code, line_amount, reversed FROM fact_order_lines WHERE customer_id = $1 ORDER BY 1, 2, 3",
+        cid,
+    )
+    deals_ = await pool.fetch("SELECT stage, status, amount, closed_on FROM fact_deals WHERE customer_id = $1", cid)
+    tickets = await pool.fetch("SELECT kind, status, csat FROM fact_tickets WHERE customer_id = $1", cid)
+    consents = await pool.fetch("SELECT channel, granted FROM fact_consents WHERE customer_id = $1", cid)
+    counted_for = await pool.fetch(
+        "SELECT customer_id = $1 AS own, count(*) FROM fact_orders WHERE subject_id = $1 GROUP BY 1 ORDER BY 1", cid
+    )
+    return (
+        [tuple(r) for r in counted_for],
+        dict(customer) if customer else None,
+        {k: v for k, v in dict(totals).items() if k != "customer_id"} if totals else None,
+        [tuple(r) for r in orders],
+        [tuple(r) for r in lines],
+        [tuple(r) for r in deals_],
+        [tuple(r) for r in tickets],
+        [tuple(r) for r in consents],
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio(loop_scope="session")
+async def test_any_interleaving_of_the_services_with_redeliveries_gives_the_same_facts(facts: Facts) -> None:
+    for seed in range(6):
+        rng = random.Random(1000 + seed)
+        cid = new_id()
+        streams = _scenario(cid, seed)
+        envelopes = {s: [await sealed(facts.keyring, e) for e in events] for s, events in streams.items()}
+        for service in envelopes:  # the reference: one stream after the other
+            for envelope in envelopes[service]:
+                await facts.deliver(envelope)
+        reference = await _fingerprint(facts.pool, cid)
+        # The same envelopes again into a second database, interleaved at random, each stream still in order,
+        # with random redeliveries of anything already delivered.
+        async with fresh_facts(facts.url_admin, facts.keyring) as other:
+            queues = {s: list(e) for s, e in envelopes.items()}
+            delivered: list[EventEnvelope] = []
+            while any(queues.values()):
+                service = rng.choice([s for s, q in queues.items() if q])
+                envelope = queues[service].pop(0)
+                await other.deliver(envelope)
+                delivered.append(envelope)
+                if rng.random() < 0.3:
+                    await other.deliver(rng.choice(delivered))
+            assert await _fingerprint(other.pool, cid) == reference, seed

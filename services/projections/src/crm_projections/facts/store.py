@@ -307,3 +307,15 @@ def facts_runner(
 ) -> ProjectionRunner[FactChange]:
     """The runtime applying the facts projection (dedupe, position, dead-letter) on the projections database."""
     return ProjectionRunner(pool, FactsProjection(keyring), deadletter, max_attempts=max_attempts)
+
+
+class FactsStore:
+    """The fact tables as the privacy side sees them: erasure of a customer's plaintext."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def forget(self, customer_id: UUID) -> None:
+        """Blank the customer's name, reading and address kept for search (crypto-shredding's read-side hook)."""
+        async with self.pool.acquire() as conn:
+            await forget_customer(conn, customer_id)
