@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -205,3 +207,34 @@ async def test_a_rebuild_from_the_kafka_topics_from_offset_zero_equals_the_live_
     assert report.events == len(world.recorded) + 1
     assert report.entries == len(world.recorded)
     assert await _snapshot(world, ids) == live
+
+
+async def test_the_crm_projections_rebuild_command_swaps_in_a_rebuilt_timeline(world: World, pg_admin_url: str) -> None:
+    ids = await _populate(world, customers=4)
+    live = await _snapshot(world, ids)
+    await _settled(world)
+    env = {
+        **os.environ,
+        "CRM_MIGRATE_DATABASE_URL": await _owner_url(world, pg_admin_url),
+        **{f"CRM_{service.upper()}_DATABASE_URL": url for service, url in world.urls.items()},
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crm_cli.main",
+        "projections",
+        "rebuild",
+        "timeline",
+        "--source",
+        "event-stores",
+        "--role",
+        TEST_ROLE,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    assert "swapped in timeline" in output.decode()
+    assert await _snapshot(world, ids) == live
+    assert await world.read_pool.fetchval("SELECT finished_at IS NOT NULL FROM projection_rebuilds") is True
