@@ -19,6 +19,8 @@ from crm_eventstore.provision import provision_event_store, provision_read_model
 from crm_eventstore.store import PostgresEventStore, create_pool
 from crm_http.auth import DevIssuer, TokenVerifier
 from crm_projections.api import create_app
+from crm_projections.customer360.queries import Customer360Queries
+from crm_projections.privacy.store import personal_fields_in_document
 from crm_projections.read_models import READ_MODELS_DDL, READ_MODELS_GRANTS
 from crm_projections.timeline.queries import TimelineQueries
 from crm_schemas import contacts
@@ -76,6 +78,7 @@ async def api(pg_admin_url: str, keyring: Keyring) -> AsyncIterator[Api]:
     issuer = DevIssuer(Path(tempfile.mkdtemp()) / "idp")
     app = create_app(TokenVerifier(issuer.auth_settings()))
     app.state.timeline = TimelineQueries(read_pool, keyring)
+    app.state.customer360 = Customer360Queries(read_pool, keyring)
     app.state.sources = {service: store.pool for service, store in stores.items()}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://query.test") as client:
         yield Api(client, issuer, stores, read_pool, read_url, admin_url_for(read_url, pg_admin_url))
@@ -276,3 +279,21 @@ async def test_a_sales_read_of_the_timeline_leaves_no_provision_record(api: Api)
     assert (await api.client.get(f"/customers/{cid}/timeline", headers=api.headers("sales"))).status_code == 200
     listed = (await api.client.get(f"/customers/{cid}/third-party-provisions", headers=api.headers("auditor"))).json()
     assert listed["items"] == []
+
+
+async def test_a_customer_360_read_is_in_the_access_log_with_the_personal_fields_it_returned(api: Api) -> None:
+    cid = await a_customer_in_three_services(api)
+    read = await api.client.get(f"/customers/{cid}", headers=api.headers("support", "tanaka"))
+    assert read.status_code == 200, read.text
+    audit = (
+        await api.client.get("/audit/access", params={"customer": str(cid)}, headers=api.headers("auditor"))
+    ).json()
+    [item] = audit["items"]
+    assert (item["actor"]["subject"], item["resource"]) == ("tanaka", "GET /customers/{customer_id}")
+    assert "name" in item["fields"]
+    assert CANARY in read.text
+
+
+async def test_personal_fields_are_found_at_any_depth_of_a_document() -> None:
+    document = {"profile": {"name": "x", "email": None, "rank": "A"}, "tickets": [{"subject": "s"}], "kind": "person"}
+    assert personal_fields_in_document(document) == ["name", "subject"]

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from crm_projections.customer360.metrics import LTV_YEARS
 from crm_projections.customer360.queries import Customer360Queries
+from crm_projections.privacy.store import personal_fields_in_document, record_personal_read
 from crm_projections.timeline.api import MERGED_REDIRECT, ActorDependency, survivor_redirect
 from crm_projections.timeline.merges import Instant
 
@@ -84,6 +85,7 @@ def customer360_router(current_actor: ActorDependency) -> APIRouter:
         body = found.view.to_json()
         body["as_of"] = None if as_of is None else as_of.isoformat()
         body["effective_at"] = None if effective_at is None else effective_at.isoformat()
+        await record_personal_read(request, actor, found.resolution.members, personal_fields_in_document(body))
         return body
 
     return router

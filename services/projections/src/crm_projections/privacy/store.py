@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import asyncpg
 from crm_http.access_log import ACCESS_LOG_DDL, ACCESS_LOG_GRANTS, AccessLog, correlation_id
 from crm_http.auth import Actor
-from crm_schemas.registry import event_model
+from crm_schemas.registry import EVENT_TYPES, event_model
 from fastapi import FastAPI, Request
 
 # APPI Art. 29 (記録の作成): date, recipient (name; address and representative for a company), the
@@ -201,3 +201,26 @@ def personal_fields_of_items(items: Iterable[Mapping[str, Any]]) -> list[str]:
         if model is not None and isinstance(data, Mapping):
             names.update(name for name in model.personal_fields() if data.get(name) is not None)
     return sorted(names)
+
+
+def _personal_names() -> frozenset[str]:
+    return frozenset(name for model in EVENT_TYPES.values() for name in model.personal_fields())
+
+
+def personal_fields_in_document(document: Any) -> list[str]:
+    """Names of personal fields (by any event schema) that a response document carries with a value, at any depth."""
+    names = _personal_names()
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key in names and value not in (None, "", [], {}):
+                    found.add(str(key))
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(document)
+    return sorted(found)
