@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
+from uuid import UUID
 
 import asyncpg
 
@@ -143,7 +144,9 @@ class _Key:
 
 
 def _key(dimension: str, source: Source) -> _Key:
-    month = f"date_trunc('month', {source.date_sql})::date"
+    # date_trunc on a timestamp without time zone: on a date it would go through timestamptz and the
+    # session time zone for every row (twice as slow, and the month of a date does not depend on it).
+    month = f"date_trunc('month', ({source.date_sql})::timestamp)::date"
     if dimension == "month":
         return _Key((month,), lambda v: v[0].strftime("%Y-%m"))
     if dimension == "fiscal_year":
@@ -151,7 +154,7 @@ def _key(dimension: str, source: Source) -> _Key:
             (month, f"coalesce(c.fiscal_month, {DEFAULT_FISCAL_MONTH})"),
             lambda v: str(fiscal_year_of(v[0], int(v[1]))),
         )
-    column = f"{source.subject_sql}::text" if dimension == "customer" else source.columns[dimension]
+    column = source.subject_sql if dimension == "customer" else source.columns[dimension]
     return _Key((column,), lambda v: None if v[0] is None else str(v[0]))
 
 
@@ -240,7 +243,7 @@ class PivotQueries:
             if _needs_totals(f):
                 from_sql += " LEFT JOIN fact_customer_totals t ON t.customer_id = c.customer_id"
             filter_sql(f, sql)
-        elif {rows, columns} & (_CUSTOMER_DIMENSIONS | {"fiscal_year"}):
+        elif {rows, columns} & {"prefecture", "industry", "rank", "fiscal_year"}:
             from_sql += f" LEFT JOIN fact_customers c ON c.customer_id = {source.subject_sql}"
         sql.clauses.append(f"{source.date_sql} IS NOT NULL")
         if date_from:
@@ -250,9 +253,8 @@ class PivotQueries:
         row_key = _key(rows, source)
         col_key = _key(columns, source) if columns else _Key((), lambda v: None)
         keys = [*row_key.sql, *col_key.sql]
-        label = ", max(c.name)" if "customer" in (rows, columns) else ", NULL::text"
         query = (
-            f"SELECT {', '.join(keys)}, {', '.join(source.partials)}{label}"
+            f"SELECT {', '.join(keys)}, {', '.join(source.partials)}"
             f" FROM {from_sql} WHERE {sql.where()} GROUP BY {', '.join(keys)}"
         )
         records = await self.pool.fetch(query, *sql.args)
@@ -269,16 +271,17 @@ class PivotQueries:
             partials = values[nk : nk + np_]
             for target in (cells[(r, c)], row_totals[r], col_totals[c], grand):
                 target.add(source.kind, partials)
-            name = values[nk + np_]
-            if name is not None:
-                key = r if rows == "customer" else c
-                if key is not None:
-                    labels[key] = name
         if measure == "order_count" and "product_category" in (rows, columns):
             # An order holding two categories is one order: totals across categories are distinct counts.
             other = columns if rows == "product_category" else rows
             across = col_totals if rows == "product_category" else row_totals
             await self._distinct_totals(query, sql.args, other, keys, row_key, col_key, rows, across, grand)
+        if "customer" in (rows, columns):
+            ids = [UUID(k) for k in (row_totals if rows == "customer" else col_totals) if k is not None]
+            names = await self.pool.fetch(
+                "SELECT customer_id, name FROM fact_customers WHERE customer_id = ANY($1::uuid[])", ids
+            )
+            labels = {str(r["customer_id"]): r["name"] for r in names}
         return _shape(measure, rows, columns, source.kind, cells, row_totals, col_totals, grand, labels)
 
     async def _distinct_totals(
