@@ -1,13 +1,13 @@
 """HTTP endpoint of the customer 360: GET /customers/{id} (live, as_of, effective_at)."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from crm_http.auth import Actor
 from crm_http.problems import not_found, unprocessable
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from crm_projections.customer360.metrics import LTV_YEARS
 from crm_projections.customer360.queries import Customer360Queries
@@ -72,7 +72,7 @@ def customer360_router(current_actor: ActorDependency) -> APIRouter:
         effective_at: Annotated[
             datetime | None, Query(description="As true in the world at this instant (by occurred_at)")
         ] = None,
-    ) -> dict[str, Any] | RedirectResponse:
+    ) -> JSONResponse | RedirectResponse:
         queries: Customer360Queries = request.app.state.customer360
         at = Instant(as_of=_aware("as_of", as_of), effective_at=_aware("effective_at", effective_at))
         found = await queries.read(customer_id, at)
@@ -86,6 +86,6 @@ def customer360_router(current_actor: ActorDependency) -> APIRouter:
         body["as_of"] = None if as_of is None else as_of.isoformat()
         body["effective_at"] = None if effective_at is None else effective_at.isoformat()
         await record_personal_read(request, actor, found.resolution.members, personal_fields_in_document(body))
-        return body
+        return JSONResponse(body)  # already JSON-ready: skips FastAPI's jsonable_encoder walk
 
     return router

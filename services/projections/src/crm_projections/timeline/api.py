@@ -8,7 +8,7 @@ from uuid import UUID
 from crm_http.auth import Actor
 from crm_http.problems import Problem, not_found, unprocessable
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from crm_projections.privacy.store import personal_fields_of_items, record_personal_read
 from crm_projections.timeline.merges import resolve
@@ -62,7 +62,7 @@ def timeline_router(current_actor: ActorDependency) -> APIRouter:
             Query(max_length=200, description="Free text: substring of the summary or any readable data value"),
         ] = None,
         accept_language: Annotated[str | None, Header()] = None,
-    ) -> dict[str, Any] | RedirectResponse:
+    ) -> JSONResponse | RedirectResponse:
         """The customer's events from all services (and from records merged into it), newest first by effective time."""
         queries: TimelineQueries = request.app.state.timeline
         resolution = await resolve(queries.pool, customer_id)
@@ -83,7 +83,7 @@ def timeline_router(current_actor: ActorDependency) -> APIRouter:
             raise not_found(f"customer {customer_id} has no timeline")
         page["merged_from"] = [str(m) for m in resolution.members[1:]]
         await record_personal_read(request, actor, resolution.members, personal_fields_of_items(page["items"]))
-        return page
+        return JSONResponse(page)  # already JSON-ready: skips FastAPI's jsonable_encoder walk
 
     @router.get("/customers/{customer_id}/timeline/verify", responses=MERGED_REDIRECT, response_model=None)
     async def verify(
