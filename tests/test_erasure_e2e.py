@@ -130,6 +130,8 @@ async def test_erasure_leaves_no_canary_in_any_table_topic_or_log_and_others_sti
         other = await client.post(f"{services['contacts']}/customers", json={"kind": "person", "name": OTHER_NAME})
         other_id = other.json()["id"]
 
+        ticket: dict[str, str] = {}
+
         async def ticket_opened() -> bool:
             response = await client.post(
                 f"{services['support']}/tickets",
@@ -142,6 +144,8 @@ async def test_erasure_leaves_no_canary_in_any_table_topic_or_log_and_others_sti
                     "content": f"{CANARY_NAME} からの電話",
                 },
             )
+            if response.status_code == 201:
+                ticket["id"] = response.json()["id"]
             return response.status_code == 201
 
         await wait_for(ticket_opened, "support to know the customer (its replica)")
@@ -149,6 +153,10 @@ async def test_erasure_leaves_no_canary_in_any_table_topic_or_log_and_others_sti
             lambda: _has(client, stack, cid, {"contacts.CustomerRegistered", "support.TicketOpened"}),
             "the timeline",
         )
+        read = await client.get(f"{services['support']}/tickets/{ticket['id']}")
+        assert read.json()["subject"] == CANARY_TICKET
+        accesses = await client.get(f"{services['support']}/audit/access", params={"customer": cid})
+        assert [(a["service"], "subject" in a["fields"]) for a in accesses.json()["items"]] == [("support", True)]
         exported = stack.crm("privacy", "export", cid)
         assert exported.returncode == 0, exported.stderr
         assert json.loads(exported.stdout)["profile"]["name"]["value"] == CANARY_NAME

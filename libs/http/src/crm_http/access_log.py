@@ -28,6 +28,7 @@ __all__ = [
     "AccessLog",
     "access_audit_router",
     "correlation_id",
+    "personal_fields_in",
     "record_access",
     "returned_fields",
 ]
@@ -96,6 +97,25 @@ def correlation_id(request: Request | None) -> UUID:
 def returned_fields(document: Mapping[str, Any], personal: Iterable[str]) -> list[str]:
     """Which of the `personal` fields a response document actually carries (present and not empty)."""
     return sorted(name for name in personal if document.get(name) not in (None, "", [], {}))
+
+
+def personal_fields_in(document: Any, personal: Iterable[str]) -> list[str]:
+    """Which of the `personal` field names a response document carries with a value, at any depth."""
+    names = frozenset(personal)
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key in names and value not in (None, "", [], {}):
+                    found.add(str(key))
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(document)
+    return sorted(found)
 
 
 def _resource(request: Request | None) -> str:

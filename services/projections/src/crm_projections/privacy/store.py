@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-from crm_http.access_log import ACCESS_LOG_DDL, ACCESS_LOG_GRANTS, AccessLog, correlation_id
+from crm_http.access_log import ACCESS_LOG_DDL, ACCESS_LOG_GRANTS, AccessLog, correlation_id, personal_fields_in
 from crm_http.auth import Actor
 from crm_schemas.registry import EVENT_TYPES, event_model
 from fastapi import FastAPI, Request
@@ -209,18 +209,4 @@ def _personal_names() -> frozenset[str]:
 
 def personal_fields_in_document(document: Any) -> list[str]:
     """Names of personal fields (by any event schema) that a response document carries with a value, at any depth."""
-    names = _personal_names()
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, Mapping):
-            for key, value in node.items():
-                if key in names and value not in (None, "", [], {}):
-                    found.add(str(key))
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(document)
-    return sorted(found)
+    return personal_fields_in(document, _personal_names())

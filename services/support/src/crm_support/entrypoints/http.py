@@ -7,6 +7,7 @@ from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
 from crm_eventstore.http_commands import command_context, expected_version, idempotency_claim
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
+from crm_http.access_log import AccessLog, access_audit_router, personal_fields_in
 from crm_http.auth import TokenVerifier, actor_dependency
 from crm_http.limits import install_api_limits
 from crm_http.policy import Grant, Ownership, Policy, default_policy, document_permissions, permission
@@ -20,6 +21,8 @@ from crm_http.problems import (
     problem_type,
     unprocessable,
 )
+from crm_schemas import support as support_events
+from crm_schemas.base import DomainEvent
 from fastapi import Body, Depends, FastAPI, Header, Request, Response
 from pydantic import BaseModel
 
@@ -44,6 +47,14 @@ from crm_support.domain.ticket import (
     DomainError,
     Ticket,
     sla_clock,
+)
+
+#: Personal fields of support events (encrypted under the customer's key): recorded in the access log when returned.
+TICKET_PERSONAL = frozenset(
+    name
+    for model in vars(support_events).values()
+    if isinstance(model, type) and issubclass(model, DomainEvent)
+    for name in model.personal_fields()
 )
 
 
@@ -165,6 +176,15 @@ def create_app(
     install_probes(app, "support", {"database": database_ready})
     install_api_limits(app, verifier)
     current_actor = actor_dependency(verifier)
+
+    def access_log(request: Request | None = None) -> AccessLog:
+        log: AccessLog | None = getattr(app.state, "access_log", None)
+        if log is None:
+            log = AccessLog(app.state.commands.store.pool, "support")
+            app.state.access_log = log
+        return log
+
+    app.include_router(access_audit_router(current_actor, access_log=access_log))
     rules = policy if policy is not None else default_policy()
     MayOpen = Annotated[Grant, Depends(permission(rules, current_actor, "ticket.open"))]  # noqa: N806
     MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "ticket.read"))]  # noqa: N806
@@ -252,13 +272,18 @@ def create_app(
         return result
 
     @app.get("/tickets/{ticket_id}")
-    async def get_ticket(ticket_id: UUID, response: Response, grant: MayRead) -> dict[str, Any]:
+    async def get_ticket(ticket_id: UUID, request: Request, response: Response, grant: MayRead) -> dict[str, Any]:
         """Current write-side state of a ticket with its handling history, SLA and satisfaction; ETag = version.
 
         Fields the caller's role may not see (complaint details, root causes: docs/adr/0011) are absent."""
         state = await visible_ticket(grant, ticket_id)
         response.headers["ETag"] = f'"{state.version}"'
-        return grant.visible(ticket_view(state), ownership=ownership(state))
+        visible = grant.visible(ticket_view(state), ownership=ownership(state))
+        if state.customer_id is not None:
+            await access_log().record(
+                grant.actor, state.customer_id, personal_fields_in(visible, TICKET_PERSONAL), request
+            )
+        return visible
 
     def command_endpoint(
         suffix: str, model: type[BaseModel], summary: str, name: str, body_optional: bool = False
