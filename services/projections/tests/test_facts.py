@@ -532,3 +532,14 @@ async def test_any_interleaving_of_the_services_with_redeliveries_gives_the_same
                 if rng.random() < 0.3:
                     await other.deliver(rng.choice(delivered))
             assert await _fingerprint(other.pool, cid) == reference, seed
+
+
+def test_an_assignment_sets_the_tickets_owner_and_team() -> None:
+    opened = ticket(CID)
+    change = _project(
+        support.TicketAssigned(
+            customer_id=CID, occurred_at=T0, ticket_id=opened.ticket_id, assignee="suzuki", team="cs"
+        )
+    )
+    assert isinstance(change, FactUpsert)
+    assert change.values == {"assignee": "suzuki", "team": "cs"}

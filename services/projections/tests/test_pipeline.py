@@ -28,14 +28,22 @@ async def facts(pg_admin_url: str, keyring: Keyring) -> AsyncIterator[Facts]:
         yield fed
 
 
+@pytest.fixture
+def issuer(tmp_path: Path) -> DevIssuer:
+    return DevIssuer(tmp_path / "idp")
+
+
+def bearer(issuer: DevIssuer, subject: str, role: str, team: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue(subject, role, team=team)}"}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def client(facts: Facts, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    issuer = DevIssuer(tmp_path / "idp")
+async def client(facts: Facts, issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(pipeline_router(actor_dependency(TokenVerifier(issuer.auth_settings()))))
     app.state.facts_pool = facts.pool
-    headers = {"Authorization": f"Bearer {issuer.issue('kato.manager', 'manager')}"}
+    headers = {"Authorization": f"Bearer {issuer.issue('kato.admin', 'admin')}"}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://q.test", headers=headers
     ) as http:
@@ -130,3 +138,18 @@ async def test_bad_parameters_are_refused(client: httpx.AsyncClient) -> None:
         response = await client.get("/deals/pipeline", params=params)
         assert response.status_code == 422
         assert field in [e["field"] for e in response.json()["errors"]]
+
+
+async def test_the_pipeline_needs_its_permission_and_a_team_scope_sees_its_team(
+    facts: Facts, client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    cid = registered().customer_id
+    east = deal_opened(cid, "100", owner="sato").model_copy(update={"team": "east"})
+    west = deal_opened(cid, "4000", owner="ito").model_copy(update={"team": "west"})
+    await facts.feed(east, west)
+    refused = await client.get("/deals/pipeline", headers=bearer(issuer, "suzuki", "support"))
+    assert refused.status_code == 403
+    assert refused.json()["permission"] == "pipeline.read"
+    team = (await client.get("/deals/pipeline", headers=bearer(issuer, "tanaka", "sales", team="east"))).json()
+    assert (team["open"]["count"], team["open"]["amount"]) == (1, "100")
+    assert (await get(client))["open"]["amount"] == "4100"

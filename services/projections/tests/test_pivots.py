@@ -46,14 +46,22 @@ async def facts(pg_admin_url: str, keyring: Keyring) -> AsyncIterator[Facts]:
         yield fed
 
 
+@pytest.fixture
+def issuer(tmp_path: Path) -> DevIssuer:
+    return DevIssuer(tmp_path / "idp")
+
+
+def bearer(issuer: DevIssuer, subject: str, role: str, team: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue(subject, role, team=team)}"}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def client(facts: Facts, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    issuer = DevIssuer(tmp_path / "idp")
+async def client(facts: Facts, issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(pivots_router(actor_dependency(TokenVerifier(issuer.auth_settings()))))
     app.state.facts_pool = facts.pool
-    headers = {"Authorization": f"Bearer {issuer.issue('kato.manager', 'manager')}"}
+    headers = {"Authorization": f"Bearer {issuer.issue('kato.admin', 'admin')}"}
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://q.test", headers=headers
     ) as http:
@@ -281,3 +289,41 @@ async def test_facts_of_a_customer_not_registered_yet_count_in_every_pivot_alike
     assert (await pivot(client, rows="prefecture", measure="revenue", kind="company"))["totals"]["grand"] == "10"
     await facts.feed(early)
     assert (await pivot(client, rows="prefecture", measure="revenue"))["rows"] == ["大阪府", "東京都"]
+
+
+async def test_each_measure_needs_its_own_permission(client: httpx.AsyncClient, issuer: DevIssuer) -> None:
+    support = bearer(issuer, "suzuki", "support")
+    refused = await client.get("/reports/pivot", params={"rows": "month", "measure": "revenue"}, headers=support)
+    assert refused.status_code == 403
+    assert refused.json()["permission"] == "pivot.revenue"
+    allowed = await client.get("/reports/pivot", params={"rows": "month", "measure": "ticket_count"}, headers=support)
+    assert allowed.status_code == 200
+    integration = bearer(issuer, "erp", "integration")
+    assert (
+        await client.get("/reports/pivot", params={"rows": "month", "measure": "revenue"}, headers=integration)
+    ).json()["permission"] == "pivot.read"
+
+
+async def test_a_team_scoped_caller_aggregates_only_their_teams_deals_and_orders(
+    facts: Facts, client: httpx.AsyncClient, issuer: DevIssuer
+) -> None:
+    cid = registered().customer_id
+    east = deal_opened(cid, "100", owner="sato").model_copy(update={"team": "east"})
+    own = deal_opened(cid, "20", owner="tanaka")
+    west = deal_opened(cid, "4000", owner="ito").model_copy(update={"team": "west"})
+    east_order = order(cid, date(2025, 5, 1), [("A", "PC", "7")]).model_copy(update={"deal_id": east.deal_id})
+    await facts.feed(east, own, west, east_order, order(cid, date(2025, 5, 1), [("B", "PC", "900")]))
+    tanaka = bearer(issuer, "tanaka", "sales", team="east")
+    deals_ = await client.get("/reports/pivot", params={"rows": "owner", "measure": "deal_amount"}, headers=tanaka)
+    assert dict(zip(deals_.json()["rows"], deals_.json()["totals"]["rows"], strict=True)) == {
+        "sato": "100",
+        "tanaka": "20",
+    }
+    revenue = await client.get("/reports/pivot", params={"rows": "month", "measure": "revenue"}, headers=tanaka)
+    assert revenue.json()["totals"]["grand"] == "7"
+    by_category = await client.get(
+        "/reports/pivot", params={"rows": "product_category", "measure": "revenue"}, headers=tanaka
+    )
+    assert by_category.json()["totals"]["grand"] == "7"
+    everything = await pivot(client, rows="owner", measure="deal_amount")
+    assert everything["totals"]["grand"] == "4120"

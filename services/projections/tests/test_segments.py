@@ -34,9 +34,17 @@ async def facts(pg_admin_url: str, keyring: Keyring) -> AsyncIterator[Facts]:
         yield fed
 
 
+@pytest.fixture
+def issuer(tmp_path: Path) -> DevIssuer:
+    return DevIssuer(tmp_path / "idp")
+
+
+def bearer(issuer: DevIssuer, subject: str, role: str, team: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue(subject, role, team=team)}"}
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def client(facts: Facts, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    issuer = DevIssuer(tmp_path / "idp")
+async def client(facts: Facts, issuer: DevIssuer) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_problem_handlers(app)
     current_actor = actor_dependency(TokenVerifier(issuer.auth_settings()))
@@ -164,3 +172,12 @@ async def test_crm_export_segment_writes_the_csv_to_a_file(
 async def _invoke(args: list[str]) -> Any:
     # The command runs its own event loop (asyncio.run): give it a thread of its own.
     return await asyncio.to_thread(CliRunner().invoke, crm, args)
+
+
+async def test_segments_follow_the_policy(client: httpx.AsyncClient, issuer: DevIssuer) -> None:
+    support = bearer(issuer, "suzuki", "support")
+    created = await client.post("/segments", json={"name": "サポート用"}, headers=support)
+    assert created.status_code == 403
+    assert created.json()["permission"] == "segment.create"
+    assert (await client.get("/segments", headers=support)).json()["permission"] == "segment.read"
+    assert (await client.get("/customers", headers=support)).status_code == 200  # segment.search: every role

@@ -294,6 +294,8 @@ def _support(event: EventEnvelope) -> FactChange | None:
                 "status": "new",
                 "opened_at": event.occurred_at,
             }
+        case "TicketAssigned":
+            values = {"assignee": p.get("assignee"), "team": p.get("team")}
         case "TicketStatusChanged":
             values = {"status": p.get("status")}
         case "TicketResolved":

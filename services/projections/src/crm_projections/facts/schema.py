@@ -124,6 +124,7 @@ CREATE TABLE IF NOT EXISTS fact_tickets (
     csat        integer,
     rated_at    timestamptz
 );
+ALTER TABLE fact_tickets ADD COLUMN IF NOT EXISTS assignee text, ADD COLUMN IF NOT EXISTS team text;
 CREATE INDEX IF NOT EXISTS fact_tickets_subject ON fact_tickets (subject_id);
 CREATE INDEX IF NOT EXISTS fact_tickets_customer ON fact_tickets (customer_id);
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 import asyncpg
 
 from crm_projections.pivots.queries import STAGE_ORDER
+from crm_projections.search.queries import Sql
+from crm_projections.search.scope import RecordScope
 
 Period = Literal["month", "quarter", "year"]
 
@@ -43,31 +45,43 @@ class PipelineQueries:
         period: Period = "month",
         date_from: date | None = None,
         date_to: date | None = None,
+        scope: RecordScope | None = None,
     ) -> dict[str, Any]:
-        """Open deals by stage in pipeline order, and won/lost counts and amounts per period of their close date."""
-        owner_clause = "AND owner = $1" if owner is not None else "AND $1::text IS NULL"
+        """Open deals by stage in pipeline order, and won/lost counts and amounts per period of their close date.
+
+        With a ``scope`` only the caller's (or their team's) deals are counted.
+        """
+
+        def deals_where(sql: Sql) -> str:
+            if owner is not None:
+                sql.clauses.append(f"owner = {sql.arg(owner)}")
+            if scope is not None:
+                sql.clauses.append(scope.sql("owner", "team", sql))
+            return sql.where()
+
+        opened = Sql(clauses=["status = 'open'", "stage IS NOT NULL"])
         open_rows = await self.pool.fetch(
             "SELECT coalesce(pipeline, 'default') AS pipeline, stage, count(*) AS n, coalesce(sum(amount), 0) AS amount"
-            f" FROM fact_deals WHERE status = 'open' AND stage IS NOT NULL {owner_clause}"
-            " GROUP BY 1, 2",
-            owner,
+            f" FROM fact_deals WHERE {deals_where(opened)} GROUP BY 1, 2",
+            *opened.args,
         )
         stages = {(r["pipeline"], r["stage"]): (int(r["n"]), Decimal(r["amount"])) for r in open_rows}
         for stage in DEFAULT_STAGES:
             stages.setdefault(("default", stage), (0, Decimal(0)))
         ordered = sorted(stages, key=lambda k: _stage_order(*k))
+        closed = Sql(clauses=["status IN ('won', 'lost')", "closed_on IS NOT NULL"])
+        if date_from:
+            closed.clauses.append(f"closed_on >= {closed.arg(date_from)}::date")
+        if date_to:
+            closed.clauses.append(f"closed_on <= {closed.arg(date_to)}::date")
         closed_rows = await self.pool.fetch(
             f"SELECT {_PERIOD_SQL[period]} AS period,"
             " count(*) FILTER (WHERE status = 'won') AS won_count,"
             " coalesce(sum(amount) FILTER (WHERE status = 'won'), 0) AS won_amount,"
             " count(*) FILTER (WHERE status = 'lost') AS lost_count,"
             " coalesce(sum(amount) FILTER (WHERE status = 'lost'), 0) AS lost_amount"
-            f" FROM fact_deals WHERE status IN ('won', 'lost') AND closed_on IS NOT NULL {owner_clause}"
-            " AND ($2::date IS NULL OR closed_on >= $2) AND ($3::date IS NULL OR closed_on <= $3)"
-            " GROUP BY 1 ORDER BY 1",
-            owner,
-            date_from,
-            date_to,
+            f" FROM fact_deals WHERE {deals_where(closed)} GROUP BY 1 ORDER BY 1",
+            *closed.args,
         )
         periods = [
             {

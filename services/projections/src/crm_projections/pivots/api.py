@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from crm_http.auth import Actor
+from crm_http.policy import Grant, Policy, default_policy, permission
 from crm_http.problems import unprocessable
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import JSONResponse, Response
@@ -14,6 +15,7 @@ from pydantic import ConfigDict, Field
 from crm_projections.pivots.queries import Dimension, Measure, PivotError, PivotQueries, to_csv
 from crm_projections.search.api import facts_pool
 from crm_projections.search.filters import CustomerFilter, FilterError
+from crm_projections.search.scope import RecordScope
 
 ActorDependency = Callable[..., Awaitable[Actor]]
 
@@ -36,9 +38,11 @@ class PivotParams(CustomerFilter):
         )
 
 
-def pivots_router(current_actor: ActorDependency) -> APIRouter:
-    """The pivot endpoint, authenticated with the app's actor dependency."""
+def pivots_router(current_actor: ActorDependency, policy: Policy | None = None) -> APIRouter:
+    """The pivot endpoint, behind `pivot.read` and the measure's own permission (`pivot.revenue`, …)."""
     router = APIRouter(tags=["reports"])
+    rules = policy or default_policy()
+    MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "pivot.read"))]  # noqa: N806
 
     @router.get(
         "/reports/pivot",
@@ -47,15 +51,25 @@ def pivots_router(current_actor: ActorDependency) -> APIRouter:
     )
     async def pivot(
         params: Annotated[PivotParams, Query()],
-        actor: Annotated[Actor, Depends(current_actor)],
+        grant: MayRead,
         pool: Annotated[asyncpg.Pool, Depends(facts_pool)],
         accept: Annotated[str | None, Header()] = None,
     ) -> Response:
-        """Revenue by prefecture × fiscal year and the like; money as decimal strings, CSAT to two places."""
+        """Revenue by prefecture × fiscal year and the like; money as decimal strings, CSAT to two places.
+
+        A caller whose grant is limited to their own or their team's records aggregates only those.
+        """
+        measure_grant = rules.authorize(grant.actor, f"pivot.{params.measure}")
         try:
             params.check()
             report: dict[str, Any] = await PivotQueries(pool).pivot(
-                params.measure, params.rows, params.columns, params.date_from, params.date_to, params.customers()
+                params.measure,
+                params.rows,
+                params.columns,
+                params.date_from,
+                params.date_to,
+                params.customers(),
+                scope=RecordScope.of(grant, measure_grant),
             )
         except (PivotError, FilterError) as exc:
             raise unprocessable(exc.field, exc.message) from None

@@ -33,6 +33,7 @@ import asyncpg
 
 from crm_projections.search.filters import CustomerFilter
 from crm_projections.search.queries import Sql, filter_sql
+from crm_projections.search.scope import RecordScope
 
 Measure = Literal[
     "revenue", "order_count", "deal_count", "deal_amount", "ticket_count", "complaint_count", "average_csat"
@@ -130,6 +131,23 @@ def _source(measure: Measure, by_category: bool) -> Source:
             return Source("fact_tickets k", "k.subject_id", ticket_date, columns, partials, kind)
 
 
+def _scope_clause(alias: str, scope: RecordScope, sql: Sql) -> str:
+    match alias:
+        case "d":
+            return scope.sql("d.owner", "d.team", sql)
+        case "k":
+            return scope.sql("k.assignee", "k.team", sql)
+        case "o":
+            mine = scope.sql("x.owner", "x.team", sql)
+            return f"EXISTS (SELECT 1 FROM fact_deals x WHERE x.deal_id = o.deal_id AND {mine})"
+        case _:
+            mine = scope.sql("x.owner", "x.team", sql)
+            return (
+                "EXISTS (SELECT 1 FROM fact_orders y JOIN fact_deals x ON x.deal_id = y.deal_id"
+                f" WHERE y.order_id = l.order_id AND {mine})"
+            )
+
+
 def fiscal_year_of(month: date, fiscal_month: int) -> int:
     """The fiscal year a month belongs to, named by the calendar year the fiscal year ends in."""
     return month.year if month.month <= fiscal_month else month.year + 1
@@ -221,8 +239,12 @@ class PivotQueries:
         date_from: date | None = None,
         date_to: date | None = None,
         customers: CustomerFilter | None = None,
+        scope: RecordScope | None = None,
     ) -> dict[str, Any]:
-        """Cells, row and column totals and the grand total, exact (see the module docstring)."""
+        """Cells, row and column totals and the grand total, exact (see the module docstring).
+
+        With a ``scope`` only the caller's (or their team's) records are aggregated.
+        """
         for field, dimension in (("rows", rows), ("columns", columns)):
             if dimension is not None and dimension not in ALLOWED[measure]:
                 raise PivotError(field, f"{measure} cannot be broken down by {dimension}")
@@ -246,6 +268,8 @@ class PivotQueries:
         elif {rows, columns} & {"prefecture", "industry", "rank", "fiscal_year"}:
             from_sql += f" LEFT JOIN fact_customers c ON c.customer_id = {source.subject_sql}"
         sql.clauses.append(f"{source.date_sql} IS NOT NULL")
+        if scope is not None:
+            sql.clauses.append(_scope_clause(source.subject_sql.split(".")[0], scope, sql))
         if date_from:
             sql.clauses.append(f"{source.date_sql} >= {sql.arg(date_from)}::date")
         if date_to:

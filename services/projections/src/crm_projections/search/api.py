@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 import asyncpg
 from crm_http.auth import Actor
+from crm_http.policy import Grant, Policy, default_policy, permission
 from crm_http.problems import unprocessable
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -20,14 +21,16 @@ def facts_pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-def customers_router(current_actor: ActorDependency) -> APIRouter:
-    """The search endpoint, authenticated with the app's actor dependency."""
+def customers_router(current_actor: ActorDependency, policy: Policy | None = None) -> APIRouter:
+    """The search endpoint, behind the policy's `segment.search` permission."""
     router = APIRouter(tags=["search"])
+    rules = policy or default_policy()
+    MaySearch = Annotated[Grant, Depends(permission(rules, current_actor, "segment.search"))]  # noqa: N806
 
     @router.get("/customers")
     async def search_customers(
         params: Annotated[CustomerSearch, Query()],
-        actor: Annotated[Actor, Depends(current_actor)],
+        grant: MaySearch,
         pool: Annotated[asyncpg.Pool, Depends(facts_pool)],
     ) -> dict[str, Any]:
         """Customers matching every filter given (merged duplicates left out), sorted, one page at a time."""

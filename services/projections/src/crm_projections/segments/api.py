@@ -7,6 +7,7 @@ from uuid import UUID
 
 import asyncpg
 from crm_http.auth import Actor
+from crm_http.policy import Grant, Policy, default_policy, permission
 from crm_http.problems import conflict, not_found, unprocessable
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,10 +30,12 @@ class SegmentIn(BaseModel):
     sort: SortKey = DEFAULT_SORT
 
 
-def segments_router(current_actor: ActorDependency) -> APIRouter:
-    """The segment endpoints, authenticated with the app's actor dependency."""
+def segments_router(current_actor: ActorDependency, policy: Policy | None = None) -> APIRouter:
+    """The segment endpoints, behind the policy's `segment.create` and `segment.read` permissions."""
     router = APIRouter(tags=["segments"])
-    CurrentActor = Annotated[Actor, Depends(current_actor)]  # noqa: N806
+    rules = policy or default_policy()
+    MayCreate = Annotated[Grant, Depends(permission(rules, current_actor, "segment.create"))]  # noqa: N806
+    MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "segment.read"))]  # noqa: N806
     Pool = Annotated[asyncpg.Pool, Depends(facts_pool)]  # noqa: N806
 
     async def _segment(pool: asyncpg.Pool, segment_id: UUID) -> dict[str, Any]:
@@ -42,7 +45,7 @@ def segments_router(current_actor: ActorDependency) -> APIRouter:
         return segment
 
     @router.post("/segments", status_code=201)
-    async def save_segment(body: SegmentIn, response: Response, actor: CurrentActor, pool: Pool) -> dict[str, Any]:
+    async def save_segment(body: SegmentIn, response: Response, grant: MayCreate, pool: Pool) -> dict[str, Any]:
         """Save a named segment; 409 if the name is taken."""
         try:
             body.filters.check()
@@ -50,7 +53,7 @@ def segments_router(current_actor: ActorDependency) -> APIRouter:
             raise unprocessable(f"filters.{exc.field}", exc.message) from None
         try:
             segment = await SegmentStore(pool).create(
-                body.name, body.filters, body.sort, actor.subject, datetime.now(UTC)
+                body.name, body.filters, body.sort, grant.actor.subject, datetime.now(UTC)
             )
         except DuplicateSegment as exc:
             raise conflict(f"a segment named {body.name!r} exists", segment_id=str(exc.existing_id)) from None
@@ -58,19 +61,19 @@ def segments_router(current_actor: ActorDependency) -> APIRouter:
         return segment
 
     @router.get("/segments")
-    async def list_segments(actor: CurrentActor, pool: Pool) -> dict[str, Any]:
+    async def list_segments(grant: MayRead, pool: Pool) -> dict[str, Any]:
         """Every saved segment, by name."""
         return {"items": await SegmentStore(pool).all()}
 
     @router.get("/segments/{segment_id}")
-    async def get_segment(segment_id: UUID, actor: CurrentActor, pool: Pool) -> dict[str, Any]:
+    async def get_segment(segment_id: UUID, grant: MayRead, pool: Pool) -> dict[str, Any]:
         """One saved segment."""
         return await _segment(pool, segment_id)
 
     @router.get("/segments/{segment_id}/customers")
     async def segment_customers(
         segment_id: UUID,
-        actor: CurrentActor,
+        grant: MayRead,
         pool: Pool,
         cursor: str | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
