@@ -686,12 +686,16 @@ TICKET_COMMANDS: list[tuple[str, str, dict[str, Any], bool]] = [
 SUPPORT_ROUTES = {("POST", f"/tickets/{{ticket_id}}/{suffix}") for suffix, *_ in TICKET_COMMANDS} | {
     ("POST", "/tickets"),
     ("GET", "/tickets/{ticket_id}"),
+    ("GET", "/audit/access"),
 }
 
 
 async def support_cells(book: SupportBook, role: str) -> list[Cell]:
     await book.known_customer()
-    cells = [Cell("POST", "/tickets", "ticket.open", 201, body=book.open_body("complaint"))]
+    cells = [
+        Cell("POST", "/tickets", "ticket.open", 201, body=book.open_body("complaint")),
+        Cell("GET", f"/audit/access?customer={new_id()}", "audit.read_access_log", 200, label="/audit/access"),
+    ]
     for related in SUPPORT_RELATIONSHIPS:
         assign = assignment(role, related)
         for suffix, permission, body, resolved in TICKET_COMMANDS:
@@ -739,7 +743,7 @@ async def test_support_answers_every_role_as_the_policy_says(
     cells = await support_cells(SupportBook(support), role)
     mismatches = [m for cell in cells for m in await run_cell(support_client, issuer, role, cell)]
     assert mismatches == [], "\n".join(mismatches)
-    assert len(cells) == 1 + 3 * (len(TICKET_COMMANDS) + 2)
+    assert len(cells) == 2 + 3 * (len(TICKET_COMMANDS) + 2)
 
 
 # --- the oracle is not vacuous -----------------------------------------------------------------

@@ -184,8 +184,11 @@ def create_app(
             app.state.access_log = log
         return log
 
-    app.include_router(access_audit_router(current_actor, access_log=access_log))
     rules = policy if policy is not None else default_policy()
+    app.include_router(
+        access_audit_router(current_actor, access_log=access_log),
+        dependencies=[Depends(permission(rules, current_actor, "audit.read_access_log"))],
+    )
     MayOpen = Annotated[Grant, Depends(permission(rules, current_actor, "ticket.open"))]  # noqa: N806
     MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "ticket.read"))]  # noqa: N806
     IfMatch = Annotated[str | None, Header(alias="If-Match")]  # noqa: N806
