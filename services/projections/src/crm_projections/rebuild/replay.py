@@ -331,26 +331,22 @@ class KafkaSource:
             consumer.assign(list(pending))
             for tp, (start, _) in pending.items():
                 consumer.seek(tp, start)
+            # A partition is done once a fetch returns nothing more for it and the consumer's position
+            # has reached the end offset taken at the start. Records past that end are read too (new
+            # events, harmless): the end offset is a lower bound, not a filter — some Kafka-protocol
+            # brokers (tansu, the local one) under-report it for multi-record batches.
             while pending:
-                fetched = await consumer.getmany(timeout_ms=1000, max_records=batch)
+                fetched = await consumer.getmany(timeout_ms=200, max_records=batch)
                 envelopes: list[EventEnvelope] = []
                 moved: dict[str, str] = {}
                 for tp, records in fetched.items():
-                    if tp not in pending:
-                        continue
-                    end = pending[tp][1]
-                    kept = [r for r in records if r.offset < end]
-                    envelopes.extend(decode_value(r.value or b"") for r in kept)
-                    if kept:
-                        moved[f"{tp.topic}/{tp.partition}"] = str(kept[-1].offset + 1)
-                        if kept[-1].offset + 1 >= end:
-                            del pending[tp]
-                            consumer.pause(tp)
-                for tp in list(pending):
-                    # A partition whose last offsets hold no record (compaction, control records) is
-                    # done once the consumer's position reaches the end.
-                    if await consumer.position(tp) >= pending[tp][1]:
-                        moved[f"{tp.topic}/{tp.partition}"] = str(pending[tp][1])
+                    if tp in pending and records:
+                        envelopes.extend(decode_value(r.value or b"") for r in records)
+                        moved[f"{tp.topic}/{tp.partition}"] = str(records[-1].offset + 1)
+                for tp in [tp for tp in pending if not fetched.get(tp)]:
+                    position = await consumer.position(tp)
+                    if position >= pending[tp][1]:
+                        moved[f"{tp.topic}/{tp.partition}"] = str(position)
                         del pending[tp]
                         consumer.pause(tp)
                 if moved:
