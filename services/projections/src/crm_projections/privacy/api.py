@@ -7,6 +7,7 @@ from uuid import UUID
 
 from crm_http.access_log import AUDIT_ROLES, access_audit_router
 from crm_http.auth import Actor
+from crm_http.policy import Grant, Policy, default_policy, permission
 from crm_http.problems import Problem, not_found, unprocessable
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,8 +17,6 @@ from crm_projections.privacy.store import Provision, access_log_of, provisions_o
 
 ActorDependency = Callable[..., Awaitable[Actor]]
 
-#: Roles that may export a person's data (the data-protection officer answers disclosure requests).
-EXPORT_ROLES = frozenset({"admin", "auditor"})
 #: Roles that may record that personal data went to a third party.
 PROVISION_RECORDERS = frozenset({"admin", "manager", "marketing", "integration"})
 
@@ -47,16 +46,18 @@ def _only(actor: Actor, roles: frozenset[str], what: str) -> None:
         raise Problem(403, "Forbidden", f"the role {actor.role!r} may not {what}")
 
 
-def privacy_router(current_actor: ActorDependency) -> APIRouter:
+def privacy_router(current_actor: ActorDependency, policy: Policy | None = None) -> APIRouter:
     """The privacy endpoints; they use the projections pool and keyring of app.state.timeline."""
     router = APIRouter(tags=["privacy"])
+    rules = policy if policy is not None else default_policy()
     CurrentActor = Annotated[Actor, Depends(current_actor)]  # noqa: N806
+    MayExport = Annotated[Grant, Depends(permission(rules, current_actor, "personal_data.export"))]  # noqa: N806
 
     @router.get("/customers/{customer_id}/personal-data")
-    async def personal_data(customer_id: UUID, request: Request, actor: CurrentActor) -> dict[str, Any]:
+    async def personal_data(customer_id: UUID, request: Request, grant: MayExport) -> dict[str, Any]:
         """Everything held about a person across services and read models, with the events behind it
         (decrypted while the key exists), consents, third-party provisions and who accessed the data."""
-        _only(actor, EXPORT_ROLES, "export personal data")
+        actor = grant.actor
         app = request.app
         provisions = await provisions_of(app).of(customer_id)
         accesses = (await access_log_of(app).query(customer_id, limit=500))["items"]
@@ -101,5 +102,8 @@ def privacy_router(current_actor: ActorDependency) -> APIRouter:
         _only(actor, AUDIT_ROLES, "read third-party provisions")
         return {"customer_id": str(customer_id), "items": await provisions_of(request.app).of(customer_id)}
 
-    router.include_router(access_audit_router(current_actor, access_log=lambda request: access_log_of(request.app)))
+    router.include_router(
+        access_audit_router(current_actor, access_log=lambda request: access_log_of(request.app)),
+        dependencies=[Depends(permission(rules, current_actor, "audit.read_access_log"))],
+    )
     return router
