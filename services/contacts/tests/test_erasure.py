@@ -193,3 +193,18 @@ async def test_a_contact_persons_details_are_erased_with_their_company(
     assert (await client.post(f"/customers/{company}/erase", headers=admin)).status_code == 200
     for canary in ("contact.canary.91", "担当 カナリア", "カナリア株式会社"):
         assert await occurrences(admin_conn, canary) == [], canary
+
+
+async def test_a_directory_rebuild_from_the_event_store_leaves_erased_customers_out(
+    client: httpx.AsyncClient, issuer: DevIssuer, event_store: PostgresEventStore, admin_conn: asyncpg.Connection
+) -> None:
+    admin = bearer(issuer, "admin")
+    customer_id = UUID(await register(client, admin))
+    assert (await client.post(f"/customers/{customer_id}/erase", headers=admin)).status_code == 200
+    state = await CustomerCommands(event_store).load(customer_id)
+    directory = CustomerDirectory(event_store.pool)
+    async with event_store.pool.acquire() as conn:
+        await directory.upsert_many(conn, [state])
+        await directory.upsert(conn, state)
+    rows = await admin_conn.fetchval("SELECT count(*) FROM customer_directory WHERE customer_id = $1", customer_id)
+    assert rows == 0

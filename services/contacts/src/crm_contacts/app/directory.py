@@ -194,8 +194,8 @@ class CustomerDirectory:
         self._scanning = asyncio.Lock()
 
     async def upsert(self, conn: asyncpg.Connection, customer: Customer) -> None:
-        """Record a customer's current keys inside the caller's transaction (merged ones stay, flagged)."""
-        if not customer.registered:
+        """Record a customer's current keys inside the caller's transaction (merged ones stay, flagged; erased ones never)."""
+        if not customer.registered or customer.erased:
             return
         try:
             await conn.execute(_UPSERT, *directory_record(customer))
@@ -208,7 +208,7 @@ class CustomerDirectory:
 
     async def upsert_many(self, conn: asyncpg.Connection, customers: Iterable[Customer]) -> None:
         """upsert() for many customers at once (a rebuild from the event store, a bulk import)."""
-        await conn.executemany(_UPSERT, [directory_record(c) for c in customers if c.registered])
+        await conn.executemany(_UPSERT, [directory_record(c) for c in customers if c.registered and not c.erased])
 
     async def forget(self, conn: asyncpg.Connection, customer_id: UUID) -> None:
         """Erase a customer's keys (data-subject erasure), inside the caller's transaction."""
