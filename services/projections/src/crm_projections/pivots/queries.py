@@ -293,7 +293,8 @@ class PivotQueries:
             r = row_key.label(values[:nr])
             c = col_key.label(values[nr:nk])
             partials = values[nk : nk + np_]
-            for target in (cells[(r, c)], row_totals[r], col_totals[c], grand):
+            targets = (cells[(r, c)], row_totals[r], col_totals[c], grand) if columns else (row_totals[r], grand)
+            for target in targets:
                 target.add(source.kind, partials)
         if measure == "order_count" and "product_category" in (rows, columns):
             # An order holding two categories is one order: totals across categories are distinct counts.
