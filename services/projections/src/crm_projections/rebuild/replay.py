@@ -427,6 +427,9 @@ class TimelineRebuild:
     async def _connect(self) -> asyncpg.Connection:
         # No JSON codecs: JSON only passes through as text here (jsonb columns take it as is).
         conn: asyncpg.Connection = await asyncpg.connect(self.owner_url)
+        # A batch lost in a crash is lost together with its position (same transaction), so the resumed
+        # rebuild copies it again: the replay need not wait for each commit's WAL flush. The swap does.
+        await conn.execute("SET synchronous_commit = off")
         return conn
 
     async def _prepare(self, conn: asyncpg.Connection, source: str, restart: bool) -> tuple[dict[str, str], bool]:
@@ -550,6 +553,7 @@ class TimelineRebuild:
         shadow, retired = _ident(self.shadow), _ident(self.retired)
         cols = ", ".join(ENTRY_COLUMNS)
         async with conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = on")
             # Writers wait from here until the commit; readers keep reading the old copy.
             await conn.execute("LOCK TABLE public.timeline_entries, public.customer_merges IN EXCLUSIVE MODE")
             late = 0
