@@ -19,6 +19,7 @@ several categories), gets its totals from distinct counts in SQL.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections import defaultdict
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
-from uuid import UUID
 
 import asyncpg
 
@@ -281,7 +281,20 @@ class PivotQueries:
             f"SELECT {', '.join(keys)}, {', '.join(source.partials)}"
             f" FROM {from_sql} WHERE {sql.where()} GROUP BY {', '.join(keys)}"
         )
-        records = await self.pool.fetch(query, *sql.args)
+        # Customer names for the labels are read beside the report (not joined per fact row).
+        names = (
+            asyncio.ensure_future(
+                self.pool.fetch("SELECT customer_id::text AS id, name FROM fact_customers WHERE name IS NOT NULL")
+            )
+            if "customer" in (rows, columns)
+            else None
+        )
+        try:
+            records = await self.pool.fetch(query, *sql.args)
+        except BaseException:
+            if names is not None:
+                names.cancel()
+            raise
         nr, nk, np_ = len(row_key.sql), len(keys), len(source.partials)
         cells: dict[tuple[str | None, str | None], _Cell] = defaultdict(_Cell)
         row_totals: dict[str | None, _Cell] = defaultdict(_Cell)
@@ -301,12 +314,9 @@ class PivotQueries:
             other = columns if rows == "product_category" else rows
             across = col_totals if rows == "product_category" else row_totals
             await self._distinct_totals(query, sql.args, other, keys, row_key, col_key, rows, across, grand)
-        if "customer" in (rows, columns):
-            ids = [UUID(k) for k in (row_totals if rows == "customer" else col_totals) if k is not None]
-            names = await self.pool.fetch(
-                "SELECT customer_id, name FROM fact_customers WHERE customer_id = ANY($1::uuid[])", ids
-            )
-            labels = {str(r["customer_id"]): r["name"] for r in names}
+        if names is not None:
+            keys_shown = row_totals if rows == "customer" else col_totals
+            labels = {r["id"]: r["name"] for r in await names if r["id"] in keys_shown}
         return _shape(measure, rows, columns, source.kind, cells, row_totals, col_totals, grand, labels)
 
     async def _distinct_totals(
@@ -348,8 +358,10 @@ def _shape(
     col_keys = sorted(col_totals, key=lambda k: _key_order(columns or "", k)) if columns else []
     if columns:
         matrix = [[cells[(r, c)].value(kind) if (r, c) in cells else None for c in col_keys] for r in row_keys]
+        totals_rows = [row_totals[r].value(kind) for r in row_keys]
     else:
-        matrix = [[row_totals[r].value(kind)] for r in row_keys]
+        totals_rows = [row_totals[r].value(kind) for r in row_keys]
+        matrix = [[v] for v in totals_rows]
     return {
         "measure": measure,
         "rows_dimension": rows,
@@ -358,7 +370,7 @@ def _shape(
         "columns": col_keys,
         "cells": matrix,
         "totals": {
-            "rows": [row_totals[r].value(kind) for r in row_keys],
+            "rows": totals_rows,
             "columns": [col_totals[c].value(kind) for c in col_keys],
             "grand": grand.value(kind) if row_keys else (0 if kind == "count" else None),
         },
