@@ -174,6 +174,9 @@ async def test_erasure_leaves_no_canary_in_any_table_topic_or_log_and_others_sti
             )
 
         await wait_for(timeline_shredded, "the timeline to stop decrypting", timeout=10)
+        proof = await client.get(f"{services['projections']}/customers/{cid}/timeline/verify")
+        assert proof.status_code == 200, proof.text
+        assert proof.json()["valid"] is True
         after = stack.crm("privacy", "export", cid)
         assert after.returncode == 0, after.stderr
         assert json.loads(after.stdout)["erased"] is True
