@@ -35,6 +35,7 @@ from crm_schemas.envelope import ActorRef, EventEnvelope
 from crm_schemas.registry import SERVICES, topic_for
 
 T0 = datetime(2024, 4, 1, 9, 0, tzinfo=UTC)
+D = timedelta(days=1)
 ACTOR = ActorRef(subject="u-sales-1", role="sales", team="east")
 
 
@@ -263,6 +264,291 @@ def rated(ticket: support.TicketOpened, score: int, when: datetime | None = None
         score=score,
         resolution_number=1,
     )
+
+
+# ---- whole lives: every event type of every service -------------------------------------------
+
+
+def contacts_life(cid: UUID) -> list[DomainEvent]:
+    """Every contacts event a customer's own stream can hold (merges of others into it included)."""
+    person, other = new_id(), new_id()
+    absorbed = new_id()
+    t = T0
+    return [
+        registered(
+            cid, "株式会社ABC商事", t, name_kana="エービーシーショウジ", email="info@abc.example", fiscal_month=12
+        ),
+        contacts.CustomerRenamed(customer_id=cid, occurred_at=t + D, name="ABC商事株式会社", name_kana="エービーシー"),
+        contacts.CustomerAddressChanged(
+            customer_id=cid,
+            occurred_at=t + D,
+            address=contacts.PostalAddress(postal_code="530-0001", prefecture="大阪府", city="大阪市北区"),
+        ),
+        contacts.CustomerPhoneChanged(customer_id=cid, occurred_at=t + D, phone="+81612345678"),
+        contacts.CustomerEmailChanged(customer_id=cid, occurred_at=t + D, email="sales@abc.example"),
+        contacts.CustomerWebsiteChanged(customer_id=cid, occurred_at=t + D, url="https://abc.example"),
+        contacts.CustomerIndustryChanged(customer_id=cid, occurred_at=t + D, industry="製造業"),
+        contacts.CustomerCorporateNumberAssigned(customer_id=cid, occurred_at=t + D, corporate_number="1234567890123"),
+        contacts.CustomerCapitalChanged(customer_id=cid, occurred_at=t + D, capital="10000000"),
+        contacts.CustomerHeadcountChanged(customer_id=cid, occurred_at=t + D, employee_count=120),
+        contacts.CustomerFiscalMonthChanged(customer_id=cid, occurred_at=t + D, fiscal_month=3),
+        contacts.CustomerRepresentativeChanged(customer_id=cid, occurred_at=t + D, representative="山田太郎"),
+        contacts.CustomerPersonalDetailsChanged(
+            customer_id=cid, occurred_at=t + D, changed=["occupation"], occupation="経営者"
+        ),
+        contacts.CustomerRankChanged(customer_id=cid, occurred_at=t + D, rank="A", previous_rank=None),
+        contacts.CustomerTagged(customer_id=cid, occurred_at=t + D, tag="VIP"),
+        contacts.CustomerTagged(customer_id=cid, occurred_at=t + D, tag="展示会"),
+        contacts.CustomerUntagged(customer_id=cid, occurred_at=t + D, tag="展示会"),
+        contacts.MarketingInterestAdded(customer_id=cid, occurred_at=t + D, interest="PC"),
+        contacts.MarketingInterestAdded(customer_id=cid, occurred_at=t + D, interest="複合機"),
+        contacts.MarketingInterestRemoved(customer_id=cid, occurred_at=t + D, interest="複合機"),
+        contacts.CampaignJoined(customer_id=cid, occurred_at=t + D, campaign="spring-2024"),
+        contacts.ConsentGranted(customer_id=cid, occurred_at=t + D, channel="email", source="web"),
+        contacts.ConsentGranted(customer_id=cid, occurred_at=t + D, channel="post", source="web"),
+        contacts.ConsentWithdrawn(customer_id=cid, occurred_at=t + 2 * D, channel="post", source="phone"),
+        contacts.PaymentTermsSet(customer_id=cid, occurred_at=t + D, payment_terms="月末締め翌月末払い"),
+        contacts.ContactPersonAdded(
+            customer_id=cid, occurred_at=t + D, person_id=person, name="佐藤花子", department="総務部", title="課長"
+        ),
+        contacts.ContactPersonAdded(customer_id=cid, occurred_at=t + D, person_id=other, name="鈴木一郎"),
+        contacts.ContactPersonTitleChanged(customer_id=cid, occurred_at=t + 2 * D, person_id=person, title="部長"),
+        contacts.ContactPersonMovedDepartment(
+            customer_id=cid, occurred_at=t + 2 * D, person_id=person, department="情報システム部"
+        ),
+        contacts.ContactPersonContactDetailsChanged(
+            customer_id=cid, occurred_at=t + 2 * D, person_id=person, email="sato@abc.example"
+        ),
+        contacts.ContactPersonDecisionRoleChanged(
+            customer_id=cid, occurred_at=t + 2 * D, person_id=person, decision_role="decision_maker"
+        ),
+        contacts.ContactPersonLeftCompany(customer_id=cid, occurred_at=t + 3 * D, person_id=other),
+        contacts.CustomersMerged(
+            customer_id=cid,
+            occurred_at=t + 4 * D,
+            absorbed_id=absorbed,
+            field_choices={"phone": "absorbed"},
+            taken={"phone": "+81699999999"},
+            previous={"phone": "+81612345678"},
+            added_tags=["旧顧客"],
+            added_person_ids=[],
+        ),
+        contacts.CustomersUnmerged(
+            customer_id=cid,
+            occurred_at=t + 5 * D,
+            absorbed_id=absorbed,
+            restored={"phone": "+81612345678"},
+            removed_tags=["旧顧客"],
+        ),
+    ]
+
+
+def absorbed_life(absorbed: UUID, survivor: UUID) -> list[DomainEvent]:
+    """The contacts events only a merged-away record's own stream holds."""
+    return [
+        registered(absorbed, "ABC商事（重複）"),
+        contacts.CustomerMergedInto(customer_id=absorbed, occurred_at=T0 + D, survivor_id=survivor),
+        contacts.CustomerUnmergedFrom(customer_id=absorbed, occurred_at=T0 + 2 * D, survivor_id=survivor),
+        contacts.CustomerErased(customer_id=absorbed, occurred_at=T0 + 3 * D, basis="data_subject_request"),
+    ]
+
+
+def deals_life(cid: UUID) -> tuple[list[DomainEvent], dict[str, UUID]]:
+    """Every deals-service event: deals, activities, contracts, orders, invoices, payments, budgets."""
+    won, lost, open_ = deal_opened(cid, "500000"), deal_opened(cid, "300000"), deal_opened(cid, "1200000", "lead")
+    contract_id, ended, cancelled = new_id(), new_id(), new_id()
+    order = order_placed(cid, date(2024, 5, 10), [("100000", 3), ("5000", 2)])
+    gone = order_placed(cid, date(2024, 6, 1), [("80000", 1)])
+    invoice, voided = invoice_issued(cid, "341000"), invoice_issued(cid, "88000")
+    action = new_id()
+    t = T0
+    events: list[DomainEvent] = [
+        open_,
+        deals.DealStageChanged(
+            customer_id=cid, occurred_at=t + D, deal_id=open_.deal_id, stage="proposal", previous_stage="lead"
+        ),
+        deals.DealAmountRevised(
+            customer_id=cid,
+            occurred_at=t + D,
+            deal_id=open_.deal_id,
+            amount="1500000",
+            previous_amount="1200000",
+            currency="JPY",
+        ),
+        deals.DealCloseDateRevised(
+            customer_id=cid, occurred_at=t + D, deal_id=open_.deal_id, expected_close_date=date(2024, 9, 30)
+        ),
+        deals.DealOwnerChanged(
+            customer_id=cid, occurred_at=t + D, deal_id=open_.deal_id, owner="u-sales-2", previous_owner="u-sales-1"
+        ),
+        deals.DealNextActionSet(
+            customer_id=cid, occurred_at=t + D, deal_id=open_.deal_id, action_id=action, action="見積送付"
+        ),
+        deals.DealNextActionDone(
+            customer_id=cid, occurred_at=t + 2 * D, deal_id=open_.deal_id, action_id=action, action="見積送付"
+        ),
+        won,
+        deals.DealWon(
+            customer_id=cid,
+            occurred_at=t + D,
+            deal_id=won.deal_id,
+            amount="480000",
+            currency="JPY",
+            previous_stage="lead",
+            won_on=t.date(),
+        ),
+        lost,
+        deals.DealLost(
+            customer_id=cid,
+            occurred_at=t + D,
+            deal_id=lost.deal_id,
+            reason="価格",
+            previous_stage="lead",
+            lost_on=t.date(),
+        ),
+        deals.DealReopened(
+            customer_id=cid, occurred_at=t + 2 * D, deal_id=lost.deal_id, stage="negotiation", previous_outcome="lost"
+        ),
+        deals.ActivityRecorded(
+            customer_id=cid,
+            occurred_at=t + 3 * D,
+            activity_id=new_id(),
+            kind="visit",
+            staff="u-sales-1",
+            subject="定例訪問",
+        ),
+        deals.ContractSigned(
+            customer_id=cid,
+            occurred_at=t,
+            contract_id=contract_id,
+            title="保守契約",
+            start_date=date(2024, 4, 1),
+            end_date=date(2025, 3, 31),
+            amount="20000",
+            billing_cycle="monthly",
+        ),
+        deals.ContractRenewed(
+            customer_id=cid,
+            occurred_at=t + D,
+            contract_id=contract_id,
+            previous_end_date=date(2025, 3, 31),
+            end_date=date(2026, 3, 31),
+            amount="20000",
+            currency="JPY",
+        ),
+        deals.ContractAmended(
+            customer_id=cid, occurred_at=t + 2 * D, contract_id=contract_id, reason="値上げ", amount="22000"
+        ),
+        deals.ContractSigned(
+            customer_id=cid,
+            occurred_at=t,
+            contract_id=ended,
+            title="スポット",
+            start_date=date(2024, 4, 1),
+            end_date=date(2024, 4, 30),
+            amount="50000",
+            billing_cycle="one_time",
+        ),
+        deals.ContractExpired(customer_id=cid, occurred_at=t + 30 * D, contract_id=ended, end_date=date(2024, 4, 30)),
+        deals.ContractSigned(
+            customer_id=cid,
+            occurred_at=t,
+            contract_id=cancelled,
+            title="リース",
+            start_date=date(2024, 4, 1),
+            end_date=date(2027, 3, 31),
+            amount="30000",
+            billing_cycle="monthly",
+        ),
+        deals.ContractCancelled(
+            customer_id=cid, occurred_at=t + 9 * D, contract_id=cancelled, reason="移転", effective_on=date(2024, 9, 30)
+        ),
+        order,
+        deals.OrderDelivered(
+            customer_id=cid, occurred_at=order.occurred_at + D, order_id=order.order_id, delivered_on=order.order_date
+        ),
+        order_returned(order, 1, 1, "100000"),
+        gone,
+        order_cancelled(gone, "80000"),
+        invoice,
+        deals.InvoiceOverdue(
+            customer_id=cid,
+            occurred_at=t + 40 * D,
+            invoice_id=invoice.invoice_id,
+            due_date=invoice.due_date,
+            outstanding="341000",
+            currency="JPY",
+        ),
+        payment(cid, "200000", invoice.invoice_id),
+        voided,
+        deals.InvoiceCancelled(customer_id=cid, occurred_at=t + D, invoice_id=voided.invoice_id, reason="誤請求"),
+        payment(cid, "1000", None),
+        deals.CustomerBudgetSet(customer_id=cid, occurred_at=t, fiscal_year=2025, amount="3000000"),
+    ]
+    ids = {
+        "open": open_.deal_id,
+        "reopened": lost.deal_id,
+        "contract": contract_id,
+        "ended": ended,
+        "cancelled": cancelled,
+    }
+    return events, ids
+
+
+def support_life(cid: UUID) -> tuple[list[DomainEvent], dict[str, UUID]]:
+    """Every support event: a complaint still open, an inquiry resolved, rated, reopened, closed."""
+    complaint = ticket_opened(cid, "complaint", subject="納品遅延")
+    inquiry = ticket_opened(cid, "inquiry", subject="請求書")
+    done = ticket_opened(cid, "inquiry", subject="操作方法")
+    t = T0
+    tid, iid, did = complaint.ticket_id, inquiry.ticket_id, done.ticket_id
+    events: list[DomainEvent] = [
+        complaint,
+        support.TicketAssigned(customer_id=cid, occurred_at=t + D, ticket_id=tid, assignee="u-cs-1", team="cs"),
+        support.TicketStatusChanged(
+            customer_id=cid, occurred_at=t + D, ticket_id=tid, status="open", previous_status="new"
+        ),
+        support.TicketReplied(
+            customer_id=cid, occurred_at=t + D, ticket_id=tid, channel="phone", content="お詫び", first_response=True
+        ),
+        support.TicketNoteAdded(customer_id=cid, occurred_at=t + D, ticket_id=tid, content="社内メモ"),
+        support.TicketEscalated(
+            customer_id=cid, occurred_at=t + D, ticket_id=tid, level=2, previous_level=0, reason="重大"
+        ),
+        support.TicketLinked(customer_id=cid, occurred_at=t + D, ticket_id=tid, link_type="ticket", target=str(iid)),
+        support.TicketSlaBreached(
+            customer_id=cid,
+            occurred_at=t + 2 * D,
+            ticket_id=tid,
+            target="resolution",
+            due_at=t + D,
+            kind="complaint",
+            priority="normal",
+        ),
+        inquiry,
+        support.TicketResolved(
+            customer_id=cid,
+            occurred_at=t + D,
+            ticket_id=iid,
+            resolution="再発行",
+            previous_status="open",
+            resolution_number=1,
+        ),
+        rated(inquiry, 4),
+        support.TicketReopened(customer_id=cid, occurred_at=t + 3 * D, ticket_id=iid, previous_status="resolved"),
+        done,
+        support.TicketResolved(
+            customer_id=cid,
+            occurred_at=t + D,
+            ticket_id=did,
+            resolution="説明",
+            previous_status="open",
+            resolution_number=1,
+        ),
+        rated(done, 5),
+        support.TicketClosed(customer_id=cid, occurred_at=t + 4 * D, ticket_id=did, previous_status="resolved"),
+    ]
+    return events, {"complaint": tid, "inquiry": iid, "done": did}
 
 
 # ---- through real PostgreSQL --------------------------------------------------------------------

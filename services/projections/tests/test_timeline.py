@@ -16,8 +16,11 @@ from crm_eventstore.provision import provision_read_models
 from crm_eventstore.store import CommandContext, PostgresEventStore, create_pool
 from crm_projections.timeline.project import TIMELINE_DDL, TIMELINE_GRANTS, TimelineProjection
 from crm_projections.timeline.queries import BadCursor, TimelineFilter, TimelineQueries, summarise
+from crm_schemas.base import DomainEvent
 from crm_schemas.contacts import CustomerRegistered
 from crm_schemas.envelope import ActorRef, EventEnvelope
+
+from .builders import absorbed_life, contacts_life, deals_life, stream_of, support_life
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +169,40 @@ async def test_free_text_finds_entries_by_decrypted_data_and_summary_page_by_pag
     by_summary = await queries.page(cid, filters=TimelineFilter(text="顧客登録"), language="ja")
     assert len(by_summary["items"]) == 5
     assert (await queries.page(cid, filters=TimelineFilter(text="存在しない")))["items"] == []
+
+
+def _every_event() -> list[DomainEvent]:
+    cid = new_id()
+    return [*contacts_life(cid), *absorbed_life(new_id(), cid), *deals_life(cid)[0], *support_life(cid)[0]]
+
+
+@pytest.mark.parametrize("event", _every_event(), ids=lambda e: e.type)
+def test_every_event_type_of_every_service_projects_to_an_entry_with_readable_summaries(event: DomainEvent) -> None:
+    envelope = EventEnvelope(
+        event_id=new_id(),
+        type=event.type,
+        schema_version=event.schema_version,
+        service=event.service,
+        stream_id=stream_of(event),
+        version=1,
+        customer_id=event.customer_id,
+        occurred_at=event.occurred_at,
+        recorded_at=T0,
+        actor=ActorRef(subject="u", role="sales"),
+        correlation_id=new_id(),
+        payload=event.to_payload(),
+        hash="c" * 64,
+    )
+    entry = TimelineProjection().project(envelope)
+    assert entry is not None
+    assert (entry.event_id, entry.type, entry.service, entry.data) == (
+        envelope.event_id,
+        event.type,
+        event.service,
+        event.to_payload(),
+    )
+    data = event.to_payload()
+    for language in ("ja", "en"):
+        summary = summarise(event.type, data, language)
+        assert summary != event.type, f"{event.type}: the {language} summary template did not render"
+        assert "{" not in summary
