@@ -199,6 +199,9 @@ async def test_a_rebuild_from_the_kafka_topics_from_offset_zero_equals_the_live_
                 topics[envelope.service], encode_value(envelope), key=str(envelope.customer_id).encode()
             )
         await producer.send_and_wait(topics["contacts"], encode_value(world.recorded[0]), key=b"dup")
+        await producer.send_and_wait(
+            topics["deals"], b"{not an envelope", key=b"junk"
+        )  # skipped, as dead-lettered live
     finally:
         await producer.stop()
     source = KafkaSource(kafka.bootstrap_servers, list(topics.values()))
