@@ -1,9 +1,11 @@
 """Rebuilding the timeline read model from the beginning, beside the serving copy, then swapping atomically.
 
 1. A shadow schema gets fresh, empty copies of the timeline tables (timeline_entries, customer_merges).
-2. Every event is replayed into the shadow copy through the same pure ``TimelineProjection.project``:
-   from the Kafka topics from offset zero, or from the services' event stores when the topics no longer
-   hold everything (retention). Each batch commits together with the replay position, so an interrupted
+2. Every event is replayed into the shadow copy: from the Kafka topics from offset zero, or from the
+   services' event stores when the topics no longer hold everything (retention). A timeline entry is a
+   column-for-column copy of the event (``TimelineProjection.project``); for speed the replay applies that
+   mapping to raw JSON / COPY data instead of building envelopes, and the rebuild-equals-live tests hold
+   the two to the same result. Each batch commits together with the replay position, so an interrupted
    rebuild resumes where it stopped.
 3. The swap runs in one transaction: it locks the serving tables against writes (reads go on), replays what
    arrived meanwhile, copies over any entry the live consumer stored that the replay did not see (so the
