@@ -241,3 +241,16 @@ async def test_the_crm_projections_rebuild_command_swaps_in_a_rebuilt_timeline(w
     assert "swapped in timeline" in output.decode()
     assert await _snapshot(world, ids) == live
     assert await world.read_pool.fetchval("SELECT finished_at IS NOT NULL FROM projection_rebuilds") is True
+    status = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "crm_cli.main",
+        "projections",
+        "status",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    shown, _ = await status.communicate()
+    assert status.returncode == 0, shown.decode()
+    assert "rebuild timeline: finished" in shown.decode()
