@@ -59,6 +59,9 @@ bench: install
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/dedupe.py
 	$(BIN)/python bench/import_customers.py
+	$(BIN)/python bench/query.py
+	$(BIN)/python bench/query_search.py
+	$(BIN)/python bench/rebuild.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
