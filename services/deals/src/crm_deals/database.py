@@ -2,27 +2,8 @@
 
 from __future__ import annotations
 
+from crm_eventstore.customer_replica import REPLICA_DDL, REPLICA_GRANTS
 from crm_eventstore.projection import PROJECTION_RUNTIME_DDL
-
-# The customer replica is a projection of crm.contacts.events.v1, so the projection runtime's
-# dedupe and position tables live here too and commit in the same transaction as the replica.
-# It holds ids and merge links only, never personal data: nothing in it needs erasing.
-REPLICA_DDL = """
-CREATE TABLE IF NOT EXISTS replica_customers (
-    customer_id   uuid        PRIMARY KEY,
-    kind          text,
-    merged_into   uuid,
-    registered_at timestamptz NOT NULL,
-    updated_at    timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS replica_contact_persons (
-    customer_id   uuid        NOT NULL,
-    person_id     uuid        NOT NULL,
-    active        boolean     NOT NULL DEFAULT true,
-    updated_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (customer_id, person_id)
-);
-"""
 
 # Contract end dates and invoice due dates, kept in the transaction that appends the aggregate's
 # events; the scheduler scans it by due_on instead of folding every stream.
@@ -41,8 +22,10 @@ CREATE INDEX IF NOT EXISTS deal_deadlines_due ON deal_deadlines (due_on) WHERE d
 
 DDL = PROJECTION_RUNTIME_DDL + REPLICA_DDL + DEADLINES_DDL
 
-GRANTS = """
+GRANTS = (
+    REPLICA_GRANTS
+    + """
 GRANT SELECT, INSERT, UPDATE ON processed_events, projection_positions TO {role};
-GRANT SELECT, INSERT, UPDATE, DELETE ON replica_customers, replica_contact_persons TO {role};
 GRANT SELECT, INSERT, UPDATE ON deal_deadlines TO {role};
 """
+)
