@@ -38,6 +38,10 @@ from pydantic_settings import BaseSettings
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 OVERLAYS = ("dev", "prod")
 READ_MODEL_SERVICES = (*SERVICES, "projections")
+# The services' event-store URLs in ProjectionsSettings: only the query API opens them (GET
+# /customers/{id}/timeline/verify), as crm_projections, which may only SELECT `events` there.
+VERIFY_SOURCES = {f"CRM_{s.upper()}_DATABASE_URL" for s in SERVICES}
+QUERY_API = "crm-projections-api"
 PROBES = {"liveness": "/healthz", "readiness": "/readyz"}
 
 TOKEN_SETTINGS = {"CRM_JWT_ISSUER", "CRM_JWT_AUDIENCE", "CRM_JWKS_URL", "CRM_JWKS_FILE"}
@@ -425,7 +429,7 @@ def processes(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any],
         _, container = container_running(docs, "python", "-m", "crm_cli.processes", *args)
         # A relay builds InfraSettings (crm_eventstore.host.run_relay); other workers their service's.
         settings = InfraSettings if args[0] == "relay" else settings_of(service)
-        required = setting_names(settings) - TOKEN_SETTINGS
+        required = setting_names(settings) - TOKEN_SETTINGS - VERIFY_SOURCES
         yield name, container, required | {f"CRM_{service.upper()}_DATABASE_URL", "CRM_METRICS_PORT"}
 
 
@@ -507,6 +511,8 @@ def test_every_secret_and_config_map_referenced_is_rendered_generated_or_created
 def test_each_runtime_role_is_a_plain_login_role_distinct_from_the_owner(docs: list[dict[str, Any]]) -> None:
     clusters = {c["metadata"]["name"]: c["spec"] for c in of_kind(docs, "Cluster")}
     expected_roles = {f"crm-{s}-db": {f"crm_{s}"} for s in READ_MODEL_SERVICES}
+    for s in SERVICES:  # the query API's read-only login (`crm migrate <service> --reader crm_projections`)
+        expected_roles[f"crm-{s}-db"].add("crm_projections")
     expected_roles["crm-keys-db"] = {f"crm_{s}" for s in READ_MODEL_SERVICES}  # what `crm migrate keys` grants
     assert set(clusters) == set(expected_roles)
     for name, spec in clusters.items():
@@ -531,6 +537,8 @@ def test_every_database_has_an_idempotent_migration_job_as_its_owner(docs: list[
         env = env_names(docs, container)
         assert env["OWNER_URI"]["valueFrom"]["secretKeyRef"] == {"name": f"crm-{target}-db-app", "key": "uri"}
         assert env["CRM_MIGRATE_DATABASE_URL"]["value"].startswith("$(OWNER_URI)")
+        if target in SERVICES:
+            assert container["command"][3:] == ["--reader", "crm_projections"], "the query API's verify reads events"
     assert len(jobs) == 5
     assert len(of_kind(docs, "CronJob")) == 1
     _, container = container_running(docs, "crm", "audit", "verify")
@@ -614,6 +622,8 @@ def test_default_deny_covers_every_pod_and_each_reaches_only_its_databases(docs:
                 assert reach == (cluster in {f"crm-{s}-db" for s in SERVICES}), f"audit and {cluster}"
             elif cluster in (f"crm-{service}-db", "crm-keys-db"):
                 assert reach, f"{workload['metadata']['name']} must reach {cluster}"
+            elif workload["metadata"]["name"] == QUERY_API and cluster in {f"crm-{s}-db" for s in SERVICES}:
+                assert reach, f"the query API's timeline verify must reach {cluster}"
             else:
                 assert not reach, f"{workload['metadata']['name']} must not reach {cluster}"
 

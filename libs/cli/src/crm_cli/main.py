@@ -171,6 +171,9 @@ def migrate(
     role: Annotated[
         list[str], typer.Option(help="Runtime role(s) to grant; default crm_<target> (keys: every service role)")
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    reader: Annotated[
+        list[str], typer.Option(help="Event stores only: role(s) that may only SELECT events (e.g. crm_projections)")
+    ] = [],  # noqa: B006 - typer reads the default, never mutates it
 ) -> None:
     """Apply a database's schema and grants; safe to run twice (the Kubernetes migration Job runs this)."""
     from crm_eventstore.provision import migrate_event_store, migrate_keyring, migrate_read_models
@@ -180,7 +183,9 @@ def migrate(
         from crm_cli.stack import service_tables
 
         ddl, role_grants = service_tables(target)
-        asyncio.run(migrate_event_store(database_url, (role or [f"crm_{target}"])[0], ddl, role_grants))
+        asyncio.run(migrate_event_store(database_url, (role or [f"crm_{target}"])[0], ddl, role_grants, reader))
+    elif reader:
+        raise typer.BadParameter("--reader applies to the event stores (contacts, deals, support) only")
     elif target == "projections":
         asyncio.run(
             migrate_read_models(database_url, (role or ["crm_projections"])[0], READ_MODELS_DDL, READ_MODELS_GRANTS)

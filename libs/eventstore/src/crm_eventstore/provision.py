@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -29,6 +30,18 @@ def database_url(admin_url: str, database: str, user: str | None = None, passwor
     if secret:
         login += ":" + quote(secret, safe="")
     return urlunsplit((parts.scheme, f"{login}@{netloc}", "/" + database, parts.query, ""))
+
+
+def reader_grants(readers: Sequence[str]) -> str:
+    """Read-only access to an event store: SELECT on `events` and nothing else (idempotent).
+
+    For roles of other components that read a service's events at the source, e.g. the query
+    API recomputing hash chains (GET /customers/{id}/timeline/verify).
+    """
+    return "".join(
+        f" GRANT USAGE ON SCHEMA public TO {_ident(reader)}; GRANT SELECT ON events TO {_ident(reader)};"
+        for reader in readers
+    )
 
 
 async def ensure_role(admin: asyncpg.Connection, role: str, password: str) -> None:
@@ -60,11 +73,18 @@ async def _run_in(admin_url: str, database: str, sql: str) -> None:
 
 
 async def provision_event_store(
-    admin_url: str, database: str, role: str, password: str, extra_ddl: str = "", extra_grants: str = ""
+    admin_url: str,
+    database: str,
+    role: str,
+    password: str,
+    extra_ddl: str = "",
+    extra_grants: str = "",
+    readers: Sequence[str] = (),
 ) -> str:
     """Database + role + event store schema (+ a service's own tables) for one service; returns the role's URL.
 
-    `extra_grants` is a format string with `{role}` for the quoted runtime role.
+    `extra_grants` is a format string with `{role}` for the quoted runtime role; `readers` are
+    existing roles that may only SELECT `events` (`reader_grants`).
     """
     await ensure_database(admin_url, database)
     admin = await asyncpg.connect(admin_url)
@@ -79,7 +99,8 @@ async def provision_event_store(
         + extra_ddl
         + f"REVOKE CREATE ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO {_ident(role)};"
         + grants(role)
-        + extra_grants.format(role=_ident(role)),
+        + extra_grants.format(role=_ident(role))
+        + reader_grants(readers),
     )
     return database_url(admin_url, database, role, password)
 
@@ -119,8 +140,10 @@ async def provision_read_models(
     return database_url(admin_url, database, role, password)
 
 
-async def migrate_event_store(owner_url: str, role: str, extra_ddl: str = "", extra_grants: str = "") -> None:
-    """Apply the event store DDL (+ a service's own tables) and runtime-role grants (idempotent)."""
+async def migrate_event_store(
+    owner_url: str, role: str, extra_ddl: str = "", extra_grants: str = "", readers: Sequence[str] = ()
+) -> None:
+    """Apply the event store DDL (+ a service's own tables), runtime-role and reader grants (idempotent)."""
     conn = await asyncpg.connect(owner_url)
     try:
         await conn.execute("SELECT pg_advisory_lock(7242001)")
@@ -130,6 +153,7 @@ async def migrate_event_store(owner_url: str, role: str, extra_ddl: str = "", ex
             + f"GRANT USAGE ON SCHEMA public TO {_ident(role)};"
             + grants(role)
             + extra_grants.format(role=_ident(role))
+            + reader_grants(readers)
         )
     finally:
         await conn.close()
