@@ -89,19 +89,15 @@ class Provisioned:
     database_urls: dict[str, str]
     keys_urls: dict[str, str]
     admin_url: str
+    # Each event store as crm_projections (SELECT on events only), for the query API's timeline verify.
+    reader_urls: dict[str, str]
 
 
 async def provision(admin_url: str, home: Path) -> Provisioned:
     """Create every service's database, role and schema (idempotent)."""
     values = _secrets(home)
-    urls: dict[str, str] = {}
-    for service in SERVICES:
-        override = os.environ.get(f"CRM_{service.upper()}_DATABASE_URL")
-        ddl, role_grants = service_tables(service)
-        urls[service] = override or await provision_event_store(
-            admin_url, f"crm_{service}", f"crm_{service}", values[f"db_password_{service}"], ddl, role_grants
-        )
-    urls["projections"] = os.environ.get("CRM_PROJECTIONS_DATABASE_URL") or await provision_read_models(
+    # The read models first: that creates crm_projections, which the event stores grant SELECT on events.
+    projections = os.environ.get("CRM_PROJECTIONS_DATABASE_URL") or await provision_read_models(
         admin_url,
         "crm_projections",
         "crm_projections",
@@ -109,6 +105,24 @@ async def provision(admin_url: str, home: Path) -> Provisioned:
         READ_MODELS_DDL,
         READ_MODELS_GRANTS,
     )
+    urls: dict[str, str] = {}
+    readers: dict[str, str] = {}
+    for service in SERVICES:
+        override = os.environ.get(f"CRM_{service.upper()}_DATABASE_URL")
+        ddl, role_grants = service_tables(service)
+        urls[service] = override or await provision_event_store(
+            admin_url,
+            f"crm_{service}",
+            f"crm_{service}",
+            values[f"db_password_{service}"],
+            ddl,
+            role_grants,
+            readers=["crm_projections"],
+        )
+        readers[service] = override or database_url(
+            admin_url, f"crm_{service}", "crm_projections", values["db_password_projections"]
+        )
+    urls["projections"] = projections
     roles = [f"crm_{s}" for s in [*SERVICES, "projections"]]
     await provision_keyring(admin_url, roles)
     keys = {
@@ -116,7 +130,7 @@ async def provision(admin_url: str, home: Path) -> Provisioned:
         or database_url(admin_url, KEYS_DATABASE, f"crm_{name}", values[f"db_password_{name}"])
         for name in [*SERVICES, "projections"]
     }
-    return Provisioned(urls, keys, admin_url)
+    return Provisioned(urls, keys, admin_url, readers)
 
 
 @dataclass
@@ -176,8 +190,9 @@ def _children(p: Provisioned, kafka: Kafka, issuer: DevIssuer, master_key: str, 
             "CRM_KEYS_DATABASE_URL": p.keys_urls[name],
         }
         if name == "projections":
-            # GET /customers/{id}/timeline/verify reads the source event stores (locally: the service roles).
-            env.update({f"CRM_{s.upper()}_DATABASE_URL": p.database_urls[s] for s in SERVICES})
+            # GET /customers/{id}/timeline/verify reads the source event stores, as in production
+            # as crm_projections with SELECT on events only.
+            env.update({f"CRM_{s.upper()}_DATABASE_URL": p.reader_urls[s] for s in SERVICES})
         port = HTTP_PORTS[name]
         children.append(
             Child(
