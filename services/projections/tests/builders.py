@@ -607,6 +607,7 @@ class World:
     urls: dict[str, str] = field(default_factory=dict)
     offset: int = 0
     recorded: list[EventEnvelope] = field(default_factory=list)
+    issuer: DevIssuer | None = None
 
     async def record(self, events: Sequence[DomainEvent], projected: bool = True) -> list[EventEnvelope]:
         """Append events to their services' stores and (unless told otherwise) project them."""
@@ -623,9 +624,13 @@ class World:
         await project(self.read_pool, envelopes, self.offset)
         self.offset += len(envelopes)
 
-    async def get(self, path: str, **params: Any) -> httpx.Response:
-        """GET on the query API as a sales user."""
-        return await self.client.get(path, params=params, headers=self.headers)
+    async def get(self, path: str, as_role: str | None = None, **params: Any) -> httpx.Response:
+        """GET on the query API as a sales user (or as `u-<role>-1` of team east, with `as_role`)."""
+        headers = self.headers
+        if as_role is not None:
+            assert self.issuer is not None
+            headers = {"Authorization": f"Bearer {self.issuer.issue(f'u-{as_role}-1', as_role, team='east')}"}
+        return await self.client.get(path, params=params, headers=headers)
 
 
 @asynccontextmanager
@@ -651,6 +656,6 @@ async def open_world(pg_admin_url: str, keyring: Keyring) -> AsyncIterator[World
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://query.test") as client:
             token = issuer.issue("u-sales-1", "sales", team="east")
-            yield World(stores, read_pool, keyring, client, {"Authorization": f"Bearer {token}"}, urls)
+            yield World(stores, read_pool, keyring, client, {"Authorization": f"Bearer {token}"}, urls, issuer=issuer)
     for pool in pools:
         await pool.close()

@@ -114,7 +114,7 @@ async def test_as_of_sees_what_was_recorded_by_then_and_effective_at_what_had_ha
         world.stores["contacts"] = contacts_store
 
     async def name(**params: str) -> str:
-        response = await world.get(f"/customers/{cid}", **params)
+        response = await world.get(f"/customers/{cid}", as_role="manager", **params)
         assert response.status_code == 200, response.text
         return str(response.json()["profile"]["name"])
 
@@ -122,9 +122,9 @@ async def test_as_of_sees_what_was_recorded_by_then_and_effective_at_what_had_ha
     assert await name(as_of=mid_may) == "旧社名"
     assert await name(effective_at=mid_may) == "新社名"
     assert await name() == "新社名"
-    before = await world.get(f"/customers/{cid}", as_of="2024-03-01T00:00:00+09:00")
+    before = await world.get(f"/customers/{cid}", as_role="manager", as_of="2024-03-01T00:00:00+09:00")
     assert before.status_code == 404
-    naive = await world.get(f"/customers/{cid}", as_of="2024-05-15T00:00:00")
+    naive = await world.get(f"/customers/{cid}", as_role="manager", as_of="2024-05-15T00:00:00")
     assert naive.status_code == 422
     assert naive.headers["content-type"].startswith("application/problem+json")
 

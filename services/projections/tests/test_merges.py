@@ -62,7 +62,7 @@ async def test_a_merged_record_redirects_and_the_survivor_shows_both_histories_u
     merge_at = datetime.now(UTC)
     merge_events = await world.record(merged(survivor, duplicate, merge_at))
 
-    redirect = await world.get(f"/customers/{duplicate}", effective_at="2030-01-01T00:00:00+09:00")
+    redirect = await world.get(f"/customers/{duplicate}", as_role="manager", effective_at="2030-01-01T00:00:00+09:00")
     assert redirect.status_code == 308
     assert redirect.headers["location"] == f"/customers/{survivor}?effective_at=2030-01-01T00%3A00%3A00%2B09%3A00"
     timeline_redirect = await world.get(f"/customers/{duplicate}/timeline")
@@ -81,7 +81,9 @@ async def test_a_merged_record_redirects_and_the_survivor_shows_both_histories_u
 
     # Before the merge was recorded, the duplicate was a record of its own.
     before = await world.get(
-        f"/customers/{duplicate}", as_of=(merge_events[0].recorded_at - timedelta(microseconds=1)).isoformat()
+        f"/customers/{duplicate}",
+        as_role="manager",
+        as_of=(merge_events[0].recorded_at - timedelta(microseconds=1)).isoformat(),
     )
     assert before.status_code == 200
     assert before.json()["metrics"]["cumulative_purchase_amount"] == "30000"

@@ -50,7 +50,7 @@ async def _customer_in_three_services(world: World) -> tuple[object, list[object
 
 async def test_an_untouched_history_verifies(world: World) -> None:
     cid, envelopes = await _customer_in_three_services(world)
-    response = await world.get(f"/customers/{cid}/timeline/verify")
+    response = await world.get(f"/customers/{cid}/timeline/verify", as_role="auditor")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["valid"] is True
@@ -67,7 +67,7 @@ async def test_an_event_altered_in_its_source_store_is_named(world: World, pg_ad
         "UPDATE events SET payload = jsonb_set(payload, '{tag}', '\"改ざん\"') WHERE event_id = $1",
         tag.event_id,
     )
-    body = (await world.get(f"/customers/{cid}/timeline/verify")).json()
+    body = (await world.get(f"/customers/{cid}/timeline/verify", as_role="auditor")).json()
     assert body["valid"] is False
     broken = body["first_broken"]
     assert (broken["event_id"], broken["service"], broken["stream_id"], broken["version"]) == (
@@ -90,7 +90,7 @@ async def test_a_timeline_entry_that_no_longer_copies_its_source_event_is_named(
         "UPDATE timeline_entries SET data = jsonb_set(data, '{total}', '\"1\"') WHERE event_id = $1",
         order.event_id,
     )
-    body = (await world.get(f"/customers/{cid}/timeline/verify")).json()
+    body = (await world.get(f"/customers/{cid}/timeline/verify", as_role="auditor")).json()
     assert body["valid"] is False
     assert (body["first_broken"]["event_id"], body["first_broken"]["service"]) == (str(order.event_id), "deals")
     assert "differs" in body["first_broken"]["reason"]
@@ -104,7 +104,7 @@ async def test_a_deleted_source_event_breaks_the_chain(world: World, pg_admin_ur
     await _tamper(
         pg_admin_url, world.stores["contacts"].pool, "DELETE FROM events WHERE event_id = $1", envelopes[1].event_id
     )
-    body = (await world.get(f"/customers/{cid}/timeline/verify")).json()
+    body = (await world.get(f"/customers/{cid}/timeline/verify", as_role="auditor")).json()
     assert body["valid"] is False
     assert body["first_broken"]["version"] == 2
     assert "missing" in body["first_broken"]["reason"]
@@ -115,8 +115,8 @@ async def test_without_the_source_stores_verify_says_so(world: World) -> None:
     sources = world.client._transport.app.state.sources  # type: ignore[attr-defined]
     world.client._transport.app.state.sources = {}  # type: ignore[attr-defined]
     try:
-        response = await world.get(f"/customers/{cid}/timeline/verify")
+        response = await world.get(f"/customers/{cid}/timeline/verify", as_role="auditor")
     finally:
         world.client._transport.app.state.sources = sources  # type: ignore[attr-defined]
     assert response.status_code == 503
-    assert (await world.get(f"/customers/{new_id()}/timeline/verify")).status_code == 404
+    assert (await world.get(f"/customers/{new_id()}/timeline/verify", as_role="auditor")).status_code == 404

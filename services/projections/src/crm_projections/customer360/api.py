@@ -1,10 +1,11 @@
 """HTTP endpoint of the customer 360: GET /customers/{id} (live, as_of, effective_at)."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from crm_http.auth import Actor
+from crm_http.policy import Grant, Ownership, Policy, default_policy, permission
 from crm_http.problems import not_found, unprocessable
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -44,7 +45,19 @@ Both may be combined. Metrics are then measured from that date instead of today.
 
 Personal fields are decrypted for the response; after a customer's data was erased (crypto-shredding) they come
 out as `null`.
+
+**Who sees what** (policy resource `customer360`, docs/adr/0011): every role may read the 360; `as_of` /
+`effective_at` need `customer360.read_as_of`. Fields a role may not see are absent: personal contact details
+for marketing without the customer's marketing consent on that channel, `open_deals` / `contracts` / `budgets`
+for marketing and support, `metrics.outstanding_amount` except for accounting, managers, auditors and the
+owner of one of the customer's open deals, `profile.payment_terms` for marketing and support.
 """
+
+
+def ownership(actor: Actor, document: dict[str, Any]) -> Ownership | None:
+    """The policy's 360 owner: the caller, when they own one of the customer's open deals."""
+    mine = any(deal.get("owner") == actor.subject for deal in document.get("open_deals") or ())
+    return Ownership(owner=actor.subject) if mine else None
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -53,9 +66,12 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     return value
 
 
-def customer360_router(current_actor: ActorDependency) -> APIRouter:
-    """The 360 endpoint; it reads app.state.customer360."""
+def customer360_router(current_actor: ActorDependency, policy: Policy | None = None) -> APIRouter:
+    """The 360 endpoint, behind `customer360.read`; it reads app.state.customer360."""
     router = APIRouter(tags=["customer 360"])
+    rules = policy or default_policy()
+    MayRead = Annotated[Grant, Depends(permission(rules, current_actor, "customer360.read"))]  # noqa: N806
+    rules.known("customer360.read_as_of")
 
     @router.get(
         "/customers/{customer_id}",
@@ -67,12 +83,14 @@ def customer360_router(current_actor: ActorDependency) -> APIRouter:
     async def customer_360(
         request: Request,
         customer_id: UUID,
-        actor: Annotated[Actor, Depends(current_actor)],
+        grant: MayRead,
         as_of: Annotated[datetime | None, Query(description="As known at this instant (by recorded_at)")] = None,
         effective_at: Annotated[
             datetime | None, Query(description="As true in the world at this instant (by occurred_at)")
         ] = None,
     ) -> JSONResponse | RedirectResponse:
+        if as_of is not None or effective_at is not None:
+            rules.authorize(grant.actor, "customer360.read_as_of")
         queries: Customer360Queries = request.app.state.customer360
         at = Instant(as_of=_aware("as_of", as_of), effective_at=_aware("effective_at", effective_at))
         found = await queries.read(customer_id, at)
@@ -85,7 +103,8 @@ def customer360_router(current_actor: ActorDependency) -> APIRouter:
         body = found.view.to_json()
         body["as_of"] = None if as_of is None else as_of.isoformat()
         body["effective_at"] = None if effective_at is None else effective_at.isoformat()
-        await record_personal_read(request, actor, found.resolution.members, personal_fields_in_document(body))
+        body = grant.visible(body, ownership=ownership(grant.actor, body), consents=body.get("consent") or ())
+        await record_personal_read(request, grant.actor, found.resolution.members, personal_fields_in_document(body))
         return JSONResponse(body)  # already JSON-ready: skips FastAPI's jsonable_encoder walk
 
     return router
