@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 from crm_cli.demo_book import CustomerPlan, plan_book
+from crm_http.auth import DevIssuer
 
 from .conftest import Stack
 
@@ -79,7 +80,9 @@ async def test_the_demo_book_loads_without_a_refusal_and_each_customer_360_match
     plans = plan_book(CUSTOMERS, SEED, date.fromisoformat(TODAY))
     ids = await _customer_ids(stack)
     assert len(ids) == CUSTOMERS
-    headers = {"Authorization": f"Bearer {stack.token}"}
+    # A manager: the admin's development token does not see outstanding amounts (policy, ADR 0011).
+    manager = DevIssuer(stack.home / "issuer").issue("demo.manager", "manager")
+    headers = {"Authorization": f"Bearer {manager}"}
     query = stack.endpoints["services"]["projections"]
     async with httpx.AsyncClient(base_url=query, headers=headers, timeout=10) as client:
         for plan in plans:
