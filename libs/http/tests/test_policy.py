@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 POLICY = default_policy()
 #: Actions that only read; every permission of the auditor must be one of these.
-QUERY_ACTIONS = frozenset({"read", "read_as_of", "read_access_log", "verify", "search", "export"})
+QUERY_ACTIONS = frozenset({"read", "read_as_of", "read_access_log", "verify", "search", "export", "read_provisions"})
 
 
 def actor(role: str, subject: str = "u1", team: str | None = "t1", department: str | None = "d1") -> Actor:

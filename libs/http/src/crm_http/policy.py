@@ -18,7 +18,7 @@ import copy
 import functools
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,6 +29,7 @@ from fastapi import Depends, FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.routing import BaseRoute
 
 from crm_http.auth import Actor
 from crm_http.problems import PROBLEM_CONTENT_TYPE, Problem, problem_type
@@ -350,10 +351,8 @@ def document_permissions(app: FastAPI, policy: Policy) -> None:
 
     Call it after the routes are added and before the schema is first served.
     """
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        names = sorted(_permissions_of(route.dependant))
+    for route, inherited in _api_routes(app.routes, frozenset()):
+        names = sorted(_permissions_of(route.dependant) | inherited)
         if not names:
             continue
         holders = "; ".join(
@@ -370,6 +369,23 @@ def document_permissions(app: FastAPI, policy: Policy) -> None:
                 "content": {PROBLEM_CONTENT_TYPE: {}},
             },
         )
+
+
+def _api_routes(routes: Sequence[BaseRoute], inherited: frozenset[str]) -> Iterator[tuple[APIRoute, frozenset[str]]]:
+    """Every APIRoute with the permissions of the include_router(dependencies=...) above it; FastAPI (>= 0.16x)
+    keeps included routers as lazily expanded wrappers, so their routes are not in ``app.routes``."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route, inherited
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            context = getattr(route, "include_context", None)
+            from_include = {
+                name
+                for dependency in getattr(context, "dependencies", None) or ()
+                if isinstance(name := getattr(dependency.dependency, "crm_permission", None), str)
+            }
+            yield from _api_routes(included.routes, inherited | from_include)
 
 
 def _permissions_of(dependant: Dependant) -> set[str]:

@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from crm_http.access_log import AUDIT_ROLES, access_audit_router
+from crm_http.access_log import access_audit_router
 from crm_http.auth import Actor
 from crm_http.policy import Grant, Policy, default_policy, permission
-from crm_http.problems import Problem, not_found, unprocessable
+from crm_http.problems import not_found, unprocessable
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,8 +18,6 @@ from crm_projections.privacy.store import Provision, access_log_of, provisions_o
 ActorDependency = Callable[..., Awaitable[Actor]]
 
 #: Roles that may record that personal data went to a third party.
-PROVISION_RECORDERS = frozenset({"admin", "manager", "marketing", "integration"})
-
 Basis = Literal["consent", "legal_obligation", "opt_out", "entrustment", "business_succession", "joint_use"]
 
 
@@ -41,17 +39,13 @@ class ProvisionIn(BaseModel):
     provided_at: datetime | None = Field(default=None, description="When it was provided (default: now)")
 
 
-def _only(actor: Actor, roles: frozenset[str], what: str) -> None:
-    if actor.role not in roles:
-        raise Problem(403, "Forbidden", f"the role {actor.role!r} may not {what}")
-
-
 def privacy_router(current_actor: ActorDependency, policy: Policy | None = None) -> APIRouter:
     """The privacy endpoints; they use the projections pool and keyring of app.state.timeline."""
     router = APIRouter(tags=["privacy"])
     rules = policy if policy is not None else default_policy()
-    CurrentActor = Annotated[Actor, Depends(current_actor)]  # noqa: N806
     MayExport = Annotated[Grant, Depends(permission(rules, current_actor, "personal_data.export"))]  # noqa: N806
+    MayRecord = Annotated[Grant, Depends(permission(rules, current_actor, "personal_data.record_provision"))]  # noqa: N806
+    MayReadProvisions = Annotated[Grant, Depends(permission(rules, current_actor, "personal_data.read_provisions"))]  # noqa: N806
 
     @router.get("/customers/{customer_id}/personal-data")
     async def personal_data(customer_id: UUID, request: Request, grant: MayExport) -> dict[str, Any]:
@@ -71,10 +65,10 @@ def privacy_router(current_actor: ActorDependency, policy: Policy | None = None)
 
     @router.post("/customers/{customer_id}/third-party-provisions", status_code=201)
     async def record_provision(
-        customer_id: UUID, body: ProvisionIn, request: Request, response: Response, actor: CurrentActor
+        customer_id: UUID, body: ProvisionIn, request: Request, response: Response, grant: MayRecord
     ) -> dict[str, Any]:
         """Record that personal data of the customer went to a third party (第三者提供記録)."""
-        _only(actor, PROVISION_RECORDERS, "record third-party provisions")
+        actor = grant.actor
         provided_at = body.provided_at or datetime.now(UTC)
         if provided_at.tzinfo is None:
             raise unprocessable("provided_at", "needs a UTC offset")
@@ -97,9 +91,8 @@ def privacy_router(current_actor: ActorDependency, policy: Policy | None = None)
         return {"provision_id": str(provision_id), "customer_id": str(customer_id)}
 
     @router.get("/customers/{customer_id}/third-party-provisions")
-    async def list_provisions(customer_id: UUID, request: Request, actor: CurrentActor) -> dict[str, Any]:
+    async def list_provisions(customer_id: UUID, request: Request, grant: MayReadProvisions) -> dict[str, Any]:
         """The customer's third-party provision records, newest first (auditors, admins)."""
-        _only(actor, AUDIT_ROLES, "read third-party provisions")
         return {"customer_id": str(customer_id), "items": await provisions_of(request.app).of(customer_id)}
 
     router.include_router(
