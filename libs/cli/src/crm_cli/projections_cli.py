@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Annotated, Any
 
@@ -24,7 +25,9 @@ from rich.text import Text
 projections_app = typer.Typer(help="Operate the read models (rebuilds, status).", no_args_is_help=True)
 console = Console()
 
-REBUILDABLE = ("timeline",)
+REBUILDABLE = ("timeline", "facts")
+#: What the rebuilt read model counts in its report.
+_SERVING = {"timeline": "timeline entries", "facts": "customers in the fact tables"}
 
 
 class RateColumn(ProgressColumn):
@@ -71,17 +74,28 @@ def _service_urls() -> dict[str, str]:
 
 
 async def _rebuild(name: str, source_name: str, owner_url: str, role: str, batch: int, restart: bool) -> None:
+    from crm_eventstore.host import open_keyring
     from crm_eventstore.kafka import client_security
     from crm_eventstore.store import create_pool
-    from crm_projections.rebuild.replay import EventStoreSource, KafkaSource, ReplaySource, TimelineRebuild
+    from crm_projections.rebuild.facts import FactsRebuild
+    from crm_projections.rebuild.replay import (
+        EventStoreSource,
+        KafkaSource,
+        ReplaySource,
+        ShadowRebuild,
+        TimelineRebuild,
+    )
     from crm_projections.settings import ProjectionsSettings
     from crm_schemas.registry import SERVICES, topic_for
 
     settings = ProjectionsSettings()
-    if not os.environ.get("CRM_KAFKA_BOOTSTRAP_SERVERS") and _local_endpoints().get("kafka_bootstrap_servers"):
-        settings = settings.model_copy(
-            update={"kafka_bootstrap_servers": _local_endpoints()["kafka_bootstrap_servers"]}
-        )
+    local = _local_endpoints()
+    if not os.environ.get("CRM_KAFKA_BOOTSTRAP_SERVERS") and local.get("kafka_bootstrap_servers"):
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": local["kafka_bootstrap_servers"]})
+    if not os.environ.get("CRM_KEYS_DATABASE_URL") and local.get("keys_database_url"):
+        settings = settings.model_copy(update={"keys_database_url": local["keys_database_url"]})
+    if not settings.master_key:
+        settings = settings.model_copy(update={"master_key": _local_master_key()})
     pools: list[asyncpg.Pool] = []
     source: ReplaySource
     kafka = KafkaSource(settings.kafka_bootstrap_servers, [topic_for(s) for s in SERVICES], client_security(settings))
@@ -110,20 +124,39 @@ async def _rebuild(name: str, source_name: str, owner_url: str, role: str, batch
         TimeRemainingColumn(),
     )
     try:
+        rebuilder: ShadowRebuild
+        if name == "facts":
+            # Facts decrypt personal fields (names, addresses for search) with the customers' keys.
+            keyring, keys_pool = await open_keyring(settings)
+            pools.append(keys_pool)
+            rebuilder = FactsRebuild(owner_url, role, keyring, batch=batch)
+        else:
+            rebuilder = TimelineRebuild(owner_url, role, batch=batch)
         with Progress(*columns, console=console) as bar:
             task = bar.add_task(f"rebuild {name} from {source.name}", total=None)
 
             def progress(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = await TimelineRebuild(owner_url, role, batch=batch).run(source, restart=restart, progress=progress)
+            report = await rebuilder.run(source, restart=restart, progress=progress)
     finally:
         for pool in pools:
             await pool.close()
     console.print(
         f"[green]swapped in[/green] {report.projection}: {report.events:,} events replayed"
-        f"{' (resumed)' if report.resumed else ''}, {report.entries:,} entries now serving"
+        f"{' (resumed)' if report.resumed else ''}, {report.entries:,} {_SERVING[name]} now serving"
     )
+
+
+def _local_master_key() -> str:
+    """The master key `crm up` keeps in $CRM_HOME/secrets.json (empty when there is none)."""
+    from crm_cli.stack import crm_home
+
+    path = crm_home() / "secrets.json"
+    if not path.exists():
+        return ""
+    stored = json.loads(path.read_text())
+    return str(stored.get("master_key") or "")
 
 
 @projections_app.command("rebuild")
@@ -139,7 +172,8 @@ def rebuild(
     batch: Annotated[int, typer.Option(min=100, help="Events per committed batch")] = 5000,
     restart: Annotated[bool, typer.Option(help="Discard an interrupted rebuild instead of resuming it")] = False,
 ) -> None:
-    """Replay a read model from the beginning into a fresh copy while the old one serves, then swap atomically.
+    """Replay a read model (every one without NAME) from the beginning into a fresh copy while the old one
+    serves, then swap atomically.
 
     Safe to interrupt (Ctrl-C) and run again: it resumes from the last committed batch.
     """

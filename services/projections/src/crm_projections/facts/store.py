@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -45,26 +46,33 @@ async def _subject(conn: asyncpg.Connection, customer_id: UUID) -> UUID:
 
 async def recompute_totals(conn: asyncpg.Connection, subject_id: UUID) -> None:
     """Rebuild one customer's search figures from its facts (and those of customers merged into it)."""
+    await recompute_totals_of(conn, [subject_id])
+
+
+async def recompute_totals_of(conn: asyncpg.Connection, subject_ids: Sequence[UUID]) -> None:
+    """Rebuild several customers' search figures from their facts, in one statement."""
     await conn.execute(
         """
         INSERT INTO fact_customer_totals AS t (customer_id, revenue, order_count, first_purchase_date,
             last_purchase_date, last_contact_at, open_complaints, open_tickets)
-        SELECT $1,
-            (SELECT coalesce(sum(total - reversed), 0) FROM fact_orders WHERE subject_id = $1 AND order_date IS NOT NULL),
-            (SELECT count(*) FROM fact_orders WHERE subject_id = $1 AND order_date IS NOT NULL AND status = 'placed'),
-            (SELECT min(order_date) FROM fact_orders WHERE subject_id = $1 AND status = 'placed'),
-            (SELECT max(order_date) FROM fact_orders WHERE subject_id = $1 AND status = 'placed'),
-            (SELECT max(occurred_at) FROM fact_activities WHERE subject_id = $1),
-            (SELECT count(*) FROM fact_tickets WHERE subject_id = $1 AND kind = 'complaint'
+        SELECT s.id,
+            (SELECT coalesce(sum(total - reversed), 0) FROM fact_orders
+                WHERE subject_id = s.id AND order_date IS NOT NULL),
+            (SELECT count(*) FROM fact_orders WHERE subject_id = s.id AND order_date IS NOT NULL AND status = 'placed'),
+            (SELECT min(order_date) FROM fact_orders WHERE subject_id = s.id AND status = 'placed'),
+            (SELECT max(order_date) FROM fact_orders WHERE subject_id = s.id AND status = 'placed'),
+            (SELECT max(occurred_at) FROM fact_activities WHERE subject_id = s.id),
+            (SELECT count(*) FROM fact_tickets WHERE subject_id = s.id AND kind = 'complaint'
                 AND coalesce(status, 'new') NOT IN ('resolved', 'closed')),
-            (SELECT count(*) FROM fact_tickets WHERE subject_id = $1
+            (SELECT count(*) FROM fact_tickets WHERE subject_id = s.id
                 AND coalesce(status, 'new') NOT IN ('resolved', 'closed'))
+        FROM unnest($1::uuid[]) AS s(id)
         ON CONFLICT (customer_id) DO UPDATE SET revenue = EXCLUDED.revenue, order_count = EXCLUDED.order_count,
             first_purchase_date = EXCLUDED.first_purchase_date, last_purchase_date = EXCLUDED.last_purchase_date,
             last_contact_at = EXCLUDED.last_contact_at, open_complaints = EXCLUDED.open_complaints,
             open_tickets = EXCLUDED.open_tickets
         """,
-        subject_id,
+        list(subject_ids),
     )
 
 
@@ -92,8 +100,40 @@ class FactsProjection:
 
     name = "facts"
 
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, *, rebuilding: bool = False) -> None:
         self.keyring = keyring
+        # A rebuild writes alone into its shadow copy: no advisory locks (the live consumer takes them on the
+        # same customers, and a batch holding hundreds of them could deadlock with it), and each customer's
+        # totals are recomputed once per batch (`settle_totals`) instead of after every change.
+        self.rebuilding = rebuilding
+        self._pending_totals: dict[UUID, bool] = {}  # subject -> recompute (True) or drop (False), last wins
+
+    async def _serialise(self, conn: asyncpg.Connection, *customer_ids: UUID) -> None:
+        if not self.rebuilding:
+            await _lock(conn, *customer_ids)
+
+    async def _totals(self, conn: asyncpg.Connection, subject_id: UUID) -> None:
+        if self.rebuilding:
+            self._pending_totals[subject_id] = True
+        else:
+            await recompute_totals(conn, subject_id)
+
+    async def _drop_totals(self, conn: asyncpg.Connection, subject_id: UUID) -> None:
+        if self.rebuilding:
+            self._pending_totals[subject_id] = False
+        else:
+            await conn.execute("DELETE FROM fact_customer_totals WHERE customer_id = $1", subject_id)
+
+    async def settle_totals(self, conn: asyncpg.Connection) -> int:
+        """Apply the totals deferred while rebuilding (set-based); returns the customers touched."""
+        pending, self._pending_totals = self._pending_totals, {}
+        dropped = [s for s, keep in pending.items() if not keep]
+        kept = [s for s, keep in pending.items() if keep]
+        if dropped:
+            await conn.execute("DELETE FROM fact_customer_totals WHERE customer_id = ANY($1::uuid[])", dropped)
+        if kept:
+            await recompute_totals_of(conn, kept)
+        return len(pending)
 
     def project(self, event: EventEnvelope) -> FactChange | None:
         """The change an event makes (pure; see facts.project)."""
@@ -107,7 +147,7 @@ class FactsProjection:
         """Apply one change inside the runtime's transaction."""
         match change:
             case ProfileChanged():
-                await _lock(conn, change.customer_id)
+                await self._serialise(conn, change.customer_id)
                 await self._profile(conn, change)
             case ConsentChanged():
                 await conn.execute(
@@ -177,7 +217,7 @@ class FactsProjection:
 
     async def _merge(self, conn: asyncpg.Connection, change: MergeChanged) -> None:
         other = change.survivor_id or change.previous_survivor_id
-        await _lock(conn, change.customer_id, *([other] if other else []))
+        await self._serialise(conn, change.customer_id, *([other] if other else []))
         await conn.execute(
             "INSERT INTO fact_customers (customer_id, merged_into) VALUES ($1, $2)"
             " ON CONFLICT (customer_id) DO UPDATE SET merged_into = EXCLUDED.merged_into, updated_at = now()",
@@ -190,14 +230,14 @@ class FactsProjection:
                 f"UPDATE {table} SET subject_id = $2 WHERE customer_id = $1", change.customer_id, subject
             )
         if change.survivor_id is not None:
-            await conn.execute("DELETE FROM fact_customer_totals WHERE customer_id = $1", change.customer_id)
+            await self._drop_totals(conn, change.customer_id)
         else:
-            await recompute_totals(conn, change.customer_id)
+            await self._totals(conn, change.customer_id)
         if other is not None:
-            await recompute_totals(conn, other)
+            await self._totals(conn, other)
 
     async def _order(self, conn: asyncpg.Connection, change: OrderPlacedFact) -> None:
-        await _lock(conn, change.customer_id)
+        await self._serialise(conn, change.customer_id)
         subject = await _subject(conn, change.customer_id)
         await conn.execute(
             "INSERT INTO fact_orders (order_id, customer_id, subject_id, order_date, currency, total, deal_id)"
@@ -233,10 +273,10 @@ class FactsProjection:
             ],
         )
         await self._settle_order(conn, change.order_id)
-        await recompute_totals(conn, subject)
+        await self._totals(conn, subject)
 
     async def _reversal(self, conn: asyncpg.Connection, change: OrderReversal) -> None:
-        await _lock(conn, change.customer_id)
+        await self._serialise(conn, change.customer_id)
         subject = await _subject(conn, change.customer_id)
         await conn.execute(
             "INSERT INTO fact_orders (order_id, customer_id, subject_id) VALUES ($1, $2, $3)"
@@ -252,7 +292,7 @@ class FactsProjection:
             [(change.event_id, no, change.order_id, change.kind, change.full, amount) for no, amount in rows],
         )
         await self._settle_order(conn, change.order_id)
-        await recompute_totals(conn, subject)
+        await self._totals(conn, subject)
 
     async def _settle_order(self, conn: asyncpg.Connection, order_id: UUID) -> None:
         """Recompute an order's reversed amount and status, and its lines' reversed amounts, from the reversals."""
@@ -284,7 +324,7 @@ class FactsProjection:
         )
 
     async def _upsert(self, conn: asyncpg.Connection, change: FactUpsert) -> None:
-        await _lock(conn, change.customer_id)
+        await self._serialise(conn, change.customer_id)
         subject = await _subject(conn, change.customer_id)
         key = _KEY_COLUMN[change.table]
         names = list(change.values)
@@ -299,7 +339,7 @@ class FactsProjection:
             *change.values.values(),
         )
         if change.table != "fact_deals":
-            await recompute_totals(conn, subject)
+            await self._totals(conn, subject)
 
 
 def facts_runner(

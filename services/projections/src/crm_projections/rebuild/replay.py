@@ -29,6 +29,7 @@ from uuid import UUID
 
 import asyncpg
 from crm_schemas.envelope import EventEnvelope
+from pydantic import ValidationError
 
 from crm_projections.timeline.project import (
     MERGE_TYPES,
@@ -153,8 +154,12 @@ class ReplaySource(Protocol):
         """(events already replayed by `positions`, all events) — all events may be unknown."""
         ...
 
-    def read(self, positions: Mapping[str, str], batch: int) -> AsyncIterator[Batch]:
-        """Batches of events after `positions`, up to what the source holds now."""
+    def read(self, positions: Mapping[str, str], batch: int, *, envelopes: bool = False) -> AsyncIterator[Batch]:
+        """Batches of events after `positions`, up to what the source holds now.
+
+        With `envelopes`, every batch carries decoded envelopes (for read models that project each event);
+        otherwise the cheapest form the timeline copy takes (COPY ranges, staging rows).
+        """
         ...
 
 
@@ -248,7 +253,7 @@ class EventStoreSource:
             )
         return done, total
 
-    async def read(self, positions: Mapping[str, str], batch: int) -> AsyncIterator[Batch]:
+    async def read(self, positions: Mapping[str, str], batch: int, *, envelopes: bool = False) -> AsyncIterator[Batch]:
         """Batches per service, each service in its global order."""
         for service, pool in sorted(self.pools.items()):
             tx, pos = _store_position(positions.get(service))
@@ -298,6 +303,18 @@ class EventStoreSource:
                     waited += 0.05
                     continue
                 upto = (end["tx_text"], end["position"])
+                if envelopes:
+                    rows = await pool.fetch(
+                        _ENVELOPE_SELECT + " WHERE (tx_id, position) > ($1::text::xid8, $2::bigint)"
+                        " AND (tx_id, position) <= ($3::text::xid8, $4::bigint) ORDER BY tx_id, position",
+                        tx,
+                        pos,
+                        upto[0],
+                        upto[1],
+                    )
+                    yield Batch([_envelope(r) for r in rows], {service: f"{upto[0]}:{upto[1]}"})
+                    tx, pos = upto
+                    continue
                 merges = [
                     (
                         r["event_id"],
@@ -321,6 +338,20 @@ class EventStoreSource:
                 ]
                 yield Batch((), {service: f"{upto[0]}:{upto[1]}"}, merges, StoreRange(pool, (tx, pos), upto, count))
                 tx, pos = upto
+
+
+#: Stored events as envelopes; JSON as text, so it reads the same whatever codecs the pool registered.
+_ENVELOPE_SELECT = (
+    "SELECT event_id, type, schema_version, service, stream_id, version, customer_id, occurred_at, recorded_at,"
+    " actor::text AS actor, correlation_id, causation_id, traceparent, payload::text AS payload, prev_hash, hash"
+    " FROM events"
+)
+
+
+def _envelope(row: asyncpg.Record) -> EventEnvelope:
+    return EventEnvelope.model_validate(
+        {**dict(row.items()), "actor": json.loads(row["actor"]), "payload": json.loads(row["payload"])}
+    )
 
 
 def _store_position(text: str | None) -> tuple[str, int]:
@@ -373,7 +404,7 @@ class KafkaSource:
         done = sum(min(int(positions.get(f"{tp.topic}/{tp.partition}", begins[tp])), ends[tp]) for tp in ends)
         return done, sum(ends.values())
 
-    async def read(self, positions: Mapping[str, str], batch: int) -> AsyncIterator[Batch]:
+    async def read(self, positions: Mapping[str, str], batch: int, *, envelopes: bool = False) -> AsyncIterator[Batch]:
         """Batches across partitions; each partition in offset order (so each stream in version order)."""
         consumer, begins, ends = await self._bounds()
         try:
@@ -395,10 +426,17 @@ class KafkaSource:
                 fetched = await consumer.getmany(timeout_ms=200, max_records=batch)
                 texts: list[tuple[str | None, ...]] = []
                 merges: list[tuple[Any, ...]] = []
+                decoded: list[EventEnvelope] = []
                 moved: dict[str, str] = {}
                 for tp, records in fetched.items():
                     if tp in pending and records:
                         for r in records:
+                            if envelopes:
+                                try:
+                                    decoded.append(EventEnvelope.model_validate_json(r.value or b""))
+                                except ValidationError:
+                                    log.warning("skipping a record that is not an event envelope: %s@%d", tp, r.offset)
+                                continue
                             parsed = record_row(r.value or b"")
                             if parsed is None:
                                 # The live consumer dead-letters such a record; the replay skips it too.
@@ -415,7 +453,7 @@ class KafkaSource:
                         del pending[tp]
                         consumer.pause(tp)
                 if moved:
-                    yield Batch((), moved, merges, texts=texts)
+                    yield Batch(decoded, moved, merges, texts=texts)
         finally:
             await consumer.stop()
 
@@ -462,14 +500,21 @@ class RebuildReport:
     resumed: bool
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
+    """A quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
-class TimelineRebuild:
-    """Rebuild of the timeline (and its merge log) into a shadow schema, swapped in atomically."""
+class ShadowRebuild:
+    """A read model rebuilt into a shadow schema from the beginning, then swapped in atomically.
 
-    projection = "timeline"
+    Subclasses say which tables make up the read model, how to create them in the shadow schema and how
+    to apply a batch; this class keeps the progress (resumable), the heartbeat `/readyz` reads, and the swap.
+    """
+
+    projection: str
+    tables: tuple[str, ...]
+    grants: str
 
     def __init__(
         self,
@@ -477,17 +522,44 @@ class TimelineRebuild:
         role: str,
         *,
         batch: int = 5000,
-        shadow_schema: str = "rebuild_timeline",
-        retired_schema: str = "retired_timeline",
+        shadow_schema: str | None = None,
+        retired_schema: str | None = None,
         before_swap: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.owner_url = owner_url
         self.role = role
         self.batch = batch
-        self.shadow = shadow_schema
-        self.retired = retired_schema
+        self.shadow = shadow_schema or f"rebuild_{self.projection}"
+        self.retired = retired_schema or f"retired_{self.projection}"
         self.before_swap = before_swap
-        self._project = TimelineProjection().project
+
+    # ---- what a read model provides ----
+
+    async def _create_tables(self, conn: asyncpg.Connection) -> None:
+        """Create the read model's empty tables (search_path is the shadow schema, then public)."""
+        raise NotImplementedError
+
+    async def _open(self, conn: asyncpg.Connection) -> None:
+        """Per-connection setup before replaying (temporary tables, search path)."""
+
+    def _read(self, source: ReplaySource, positions: Mapping[str, str]) -> AsyncIterator[Batch]:
+        return source.read(positions, self.batch)
+
+    async def _apply(self, conn: asyncpg.Connection, batch: Batch) -> int:
+        """Write one batch into the shadow copy (inside the caller's transaction); returns events replayed."""
+        raise NotImplementedError
+
+    async def _finish_shadow(self, conn: asyncpg.Connection) -> None:
+        """Work after the replay and before the swap (indexes built once)."""
+
+    async def _carry_over(self, conn: asyncpg.Connection) -> None:
+        """Inside the swap, once the late events are replayed: bring over what only the serving copy has."""
+
+    async def _serving(self, conn: asyncpg.Connection) -> int:
+        """Rows of the read model's main table now serving."""
+        raise NotImplementedError
+
+    # ---- shared machinery ----
 
     async def _connect(self) -> asyncpg.Connection:
         # No JSON codecs: JSON only passes through as text here (jsonb columns take it as is).
@@ -499,28 +571,26 @@ class TimelineRebuild:
 
     async def _prepare(self, conn: asyncpg.Connection, source: str, restart: bool) -> tuple[dict[str, str], bool]:
         if restart:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {_ident(self.shadow)} CASCADE")
+            await conn.execute(f"DROP SCHEMA IF EXISTS {ident(self.shadow)} CASCADE")
         exists = await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", self.shadow)
         resumed = bool(exists)
         if exists:
-            used = await conn.fetchval(f"SELECT source FROM {_ident(self.shadow)}.rebuild_state")
+            used = await conn.fetchval(f"SELECT source FROM {ident(self.shadow)}.rebuild_state")
             if used != source:
                 raise RuntimeError(
                     f"an interrupted rebuild from {used} exists; resume it with that source or start over (--restart)"
                 )
         else:
             async with conn.transaction():
-                await conn.execute(f"CREATE SCHEMA {_ident(self.shadow)}")
-                await conn.execute(f"SET LOCAL search_path = {_ident(self.shadow)}, public")
-                await conn.execute(TIMELINE_TABLES_DDL)
-                # Built once at the end: maintaining it row by row would halve the replay rate.
-                await conn.execute("DROP INDEX timeline_by_customer")
+                await conn.execute(f"CREATE SCHEMA {ident(self.shadow)}")
+                await conn.execute(f"SET LOCAL search_path = {ident(self.shadow)}, public")
+                await self._create_tables(conn)
                 await conn.execute(
                     "CREATE TABLE rebuild_progress (key text PRIMARY KEY, position text NOT NULL);"
                     " CREATE TABLE rebuild_state (source text NOT NULL)"
                 )
                 await conn.execute("INSERT INTO rebuild_state VALUES ($1)", source)
-        rows = await conn.fetch(f"SELECT key, position FROM {_ident(self.shadow)}.rebuild_progress")
+        rows = await conn.fetch(f"SELECT key, position FROM {ident(self.shadow)}.rebuild_progress")
         await conn.execute(
             "INSERT INTO projection_rebuilds (projection, source) VALUES ($1, $2) ON CONFLICT (projection) DO UPDATE"
             " SET source = EXCLUDED.source, heartbeat_at = now(), finished_at = NULL,"
@@ -531,10 +601,130 @@ class TimelineRebuild:
         )
         return {r["key"]: r["position"] for r in rows}, resumed
 
+    async def _record(self, conn: asyncpg.Connection, positions: Mapping[str, str], copied: int) -> None:
+        """The replay position and heartbeat, in the batch's transaction."""
+        await conn.executemany(
+            f"INSERT INTO {ident(self.shadow)}.rebuild_progress (key, position) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET position = EXCLUDED.position",
+            list(positions.items()),
+        )
+        await conn.execute(
+            "UPDATE projection_rebuilds SET heartbeat_at = now(), events_done = events_done + $2 WHERE projection = $1",
+            self.projection,
+            copied,
+        )
+
+    async def run(
+        self, source: ReplaySource, *, restart: bool = False, progress: Progress | None = None
+    ) -> RebuildReport:
+        """Replay everything into the shadow copy, then swap it in; resumable after an interruption."""
+        conn = await self._connect()
+        try:
+            positions, resumed = await self._prepare(conn, source.name, restart)
+            done, total = await source.total(positions)
+            await conn.execute(
+                "UPDATE projection_rebuilds SET events_done = $2, events_total = $3 WHERE projection = $1",
+                self.projection,
+                done,
+                total,
+            )
+            await self._open(conn)
+            if progress:
+                progress(done, total)
+            replayed = 0
+            async for batch in _read_ahead(self._read(source, positions)):
+                async with conn.transaction():
+                    n = await self._apply(conn, batch)
+                    await self._record(conn, batch.positions, n)
+                positions = {**positions, **batch.positions}
+                replayed += n
+                done += n
+                if progress:
+                    progress(done, total)
+            await self._finish_shadow(conn)
+            if self.before_swap is not None:
+                await self.before_swap()
+            for attempt in range(1, 6):
+                try:
+                    replayed += await self._swap(conn, source, positions)
+                    break
+                except asyncpg.DeadlockDetectedError:
+                    # A live consumer transaction held one serving table and waited for another we had
+                    # locked; PostgreSQL aborted one of the two. The swap rolled back whole: try again.
+                    if attempt == 5:
+                        raise
+                    log.warning("the swap of %s met a deadlock with the live consumer; retrying", self.projection)
+            return RebuildReport(self.projection, source.name, replayed, await self._serving(conn), resumed)
+        finally:
+            await conn.close()
+
+    async def _swap(self, conn: asyncpg.Connection, source: ReplaySource, positions: Mapping[str, str]) -> int:
+        shadow, retired = ident(self.shadow), ident(self.retired)
+        async with conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = on")
+            # Writers wait from here until the commit; readers keep reading the old copy.
+            await conn.execute(f"LOCK TABLE {', '.join(f'public.{t}' for t in self.tables)} IN EXCLUSIVE MODE")
+            late = 0
+            async for batch in self._read(source, positions):
+                late += await self._apply(conn, batch)
+            await self._carry_over(conn)
+            await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE; CREATE SCHEMA {retired}")
+            for table in self.tables:
+                await conn.execute(f"ALTER TABLE public.{table} SET SCHEMA {retired}")
+                await conn.execute(f"ALTER TABLE {shadow}.{table} SET SCHEMA public")
+            await conn.execute("SET LOCAL search_path = public")
+            await conn.execute(self.grants.format(role=ident(self.role)))
+            await conn.execute(f"DROP SCHEMA {shadow} CASCADE")
+            await conn.execute(
+                "UPDATE projection_rebuilds SET finished_at = now(), heartbeat_at = now() WHERE projection = $1",
+                self.projection,
+            )
+        return late
+
+
+class TimelineRebuild(ShadowRebuild):
+    """Rebuild of the timeline (and its merge log) into a shadow schema, swapped in atomically."""
+
+    projection = "timeline"
+    tables = TIMELINE_TABLES
+    grants = TIMELINE_GRANTS
+
+    def __init__(
+        self,
+        owner_url: str,
+        role: str,
+        *,
+        batch: int = 5000,
+        shadow_schema: str = "rebuild_timeline",
+        retired_schema: str = "retired_timeline",
+        before_swap: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(
+            owner_url,
+            role,
+            batch=batch,
+            shadow_schema=shadow_schema,
+            retired_schema=retired_schema,
+            before_swap=before_swap,
+        )
+        self._project = TimelineProjection().project
+
+    async def _create_tables(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(TIMELINE_TABLES_DDL)
+        # Built once at the end: maintaining it row by row would halve the replay rate.
+        await conn.execute("DROP INDEX timeline_by_customer")
+
+    async def _open(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS rebuild_staging (event_id text, customer_id text, service text,"
+            " type text, schema_version text, stream_id text, version text, occurred_at text, recorded_at text,"
+            " actor text, correlation_id text, data text, prev_hash text, hash text)"
+        )
+
     async def _apply(self, conn: asyncpg.Connection, batch: Batch) -> int:
-        """Write one batch and its position into the shadow copy (inside the caller's transaction)."""
+        """Write one batch into the shadow copy (inside the caller's transaction)."""
         entries = [e for e in (self._project(env) for env in batch.envelopes) if e is not None]
-        shadow = _ident(self.shadow)
+        shadow = ident(self.shadow)
         copied = len(batch.envelopes) + len(batch.texts)
         if batch.stream is not None:
             # Straight into the shadow table: an event store holds each event once and the position
@@ -555,89 +745,27 @@ class TimelineRebuild:
                 " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
                 merges,
             )
-        await conn.executemany(
-            f"INSERT INTO {shadow}.rebuild_progress (key, position) VALUES ($1, $2)"
-            " ON CONFLICT (key) DO UPDATE SET position = EXCLUDED.position",
-            list(batch.positions.items()),
-        )
-        await conn.execute(
-            "UPDATE projection_rebuilds SET heartbeat_at = now(), events_done = events_done + $2 WHERE projection = $1",
-            self.projection,
-            copied,
-        )
         return copied
 
-    async def run(
-        self, source: ReplaySource, *, restart: bool = False, progress: Progress | None = None
-    ) -> RebuildReport:
-        """Replay everything into the shadow copy, then swap it in; resumable after an interruption."""
-        conn = await self._connect()
-        try:
-            positions, resumed = await self._prepare(conn, source.name, restart)
-            done, total = await source.total(positions)
-            await conn.execute(
-                "UPDATE projection_rebuilds SET events_done = $2, events_total = $3 WHERE projection = $1",
-                self.projection,
-                done,
-                total,
-            )
-            await conn.execute(
-                "CREATE TEMP TABLE rebuild_staging (event_id text, customer_id text, service text, type text,"
-                " schema_version text, stream_id text, version text, occurred_at text, recorded_at text, actor text,"
-                " correlation_id text, data text, prev_hash text, hash text)"
-            )
-            if progress:
-                progress(done, total)
-            replayed = 0
-            async for batch in _read_ahead(source.read(positions, self.batch)):
-                async with conn.transaction():
-                    n = await self._apply(conn, batch)
-                positions = {**positions, **batch.positions}
-                replayed += n
-                done += n
-                if progress:
-                    progress(done, total)
-            shadow = _ident(self.shadow)
-            await conn.execute(
-                f"CREATE INDEX IF NOT EXISTS timeline_by_customer ON {shadow}.timeline_entries"
-                " (customer_id, occurred_at DESC, event_id DESC)"
-            )
-            if self.before_swap is not None:
-                await self.before_swap()
-            replayed += await self._swap(conn, source, positions)
-            entries = int(await conn.fetchval("SELECT count(*) FROM timeline_entries"))
-            return RebuildReport(self.projection, source.name, replayed, entries, resumed)
-        finally:
-            await conn.close()
+    async def _finish_shadow(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            f"CREATE INDEX IF NOT EXISTS timeline_by_customer ON {ident(self.shadow)}.timeline_entries"
+            " (customer_id, occurred_at DESC, event_id DESC)"
+        )
 
-    async def _swap(self, conn: asyncpg.Connection, source: ReplaySource, positions: Mapping[str, str]) -> int:
-        shadow, retired = _ident(self.shadow), _ident(self.retired)
+    async def _carry_over(self, conn: asyncpg.Connection) -> None:
+        # An entry the live consumer stored (and marked processed) that the replay did not see is kept.
+        shadow = ident(self.shadow)
         cols = ", ".join(ENTRY_COLUMNS)
-        async with conn.transaction():
-            await conn.execute("SET LOCAL synchronous_commit = on")
-            # Writers wait from here until the commit; readers keep reading the old copy.
-            await conn.execute("LOCK TABLE public.timeline_entries, public.customer_merges IN EXCLUSIVE MODE")
-            late = 0
-            async for batch in source.read(positions, self.batch):
-                late += await self._apply(conn, batch)
-            await conn.execute(
-                f"INSERT INTO {shadow}.timeline_entries ({cols}) SELECT {cols} FROM public.timeline_entries p"
-                f" WHERE NOT EXISTS (SELECT 1 FROM {shadow}.timeline_entries s WHERE s.event_id = p.event_id)"
-            )
-            merge_cols = ", ".join(MERGE_COLUMNS)
-            await conn.execute(
-                f"INSERT INTO {shadow}.customer_merges ({merge_cols}) SELECT {merge_cols} FROM public.customer_merges p"
-                f" WHERE NOT EXISTS (SELECT 1 FROM {shadow}.customer_merges s WHERE s.event_id = p.event_id)"
-            )
-            await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE; CREATE SCHEMA {retired}")
-            for table in TIMELINE_TABLES:
-                await conn.execute(f"ALTER TABLE public.{table} SET SCHEMA {retired}")
-                await conn.execute(f"ALTER TABLE {shadow}.{table} SET SCHEMA public")
-            await conn.execute("SET LOCAL search_path = public")
-            await conn.execute(TIMELINE_GRANTS.format(role=_ident(self.role)))
-            await conn.execute(f"DROP SCHEMA {shadow} CASCADE")
-            await conn.execute(
-                "UPDATE projection_rebuilds SET finished_at = now(), heartbeat_at = now() WHERE projection = $1",
-                self.projection,
-            )
-        return late
+        await conn.execute(
+            f"INSERT INTO {shadow}.timeline_entries ({cols}) SELECT {cols} FROM public.timeline_entries p"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {shadow}.timeline_entries s WHERE s.event_id = p.event_id)"
+        )
+        merge_cols = ", ".join(MERGE_COLUMNS)
+        await conn.execute(
+            f"INSERT INTO {shadow}.customer_merges ({merge_cols}) SELECT {merge_cols} FROM public.customer_merges p"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {shadow}.customer_merges s WHERE s.event_id = p.event_id)"
+        )
+
+    async def _serving(self, conn: asyncpg.Connection) -> int:
+        return int(await conn.fetchval("SELECT count(*) FROM public.timeline_entries"))
