@@ -104,9 +104,19 @@ class FactsProjection:
         self.keyring = keyring
         # A rebuild writes alone into its shadow copy: no advisory locks (the live consumer takes them on the
         # same customers, and a batch holding hundreds of them could deadlock with it), and each customer's
-        # totals are recomputed once per batch (`settle_totals`) instead of after every change.
+        # totals are recomputed once per batch (`settle_totals`) instead of after every change; the writer being
+        # alone, the subject a customer counts for is looked up once (merges update it here).
         self.rebuilding = rebuilding
         self._pending_totals: dict[UUID, bool] = {}  # subject -> recompute (True) or drop (False), last wins
+        self._subjects: dict[UUID, UUID] = {}  # while rebuilding: customer -> subject, kept by _merge
+
+    async def _subject_of(self, conn: asyncpg.Connection, customer_id: UUID) -> UUID:
+        if not self.rebuilding:
+            return await _subject(conn, customer_id)
+        known = self._subjects.get(customer_id)
+        if known is None:
+            known = self._subjects[customer_id] = await _subject(conn, customer_id)
+        return known
 
     async def _serialise(self, conn: asyncpg.Connection, *customer_ids: UUID) -> None:
         if not self.rebuilding:
@@ -225,6 +235,7 @@ class FactsProjection:
             change.survivor_id,
         )
         subject = change.survivor_id or change.customer_id
+        self._subjects[change.customer_id] = subject
         for table in _SUBJECT_TABLES:
             await conn.execute(
                 f"UPDATE {table} SET subject_id = $2 WHERE customer_id = $1", change.customer_id, subject
@@ -238,7 +249,7 @@ class FactsProjection:
 
     async def _order(self, conn: asyncpg.Connection, change: OrderPlacedFact) -> None:
         await self._serialise(conn, change.customer_id)
-        subject = await _subject(conn, change.customer_id)
+        subject = await self._subject_of(conn, change.customer_id)
         await conn.execute(
             "INSERT INTO fact_orders (order_id, customer_id, subject_id, order_date, currency, total, deal_id)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (order_id) DO UPDATE SET order_date = EXCLUDED.order_date,"
@@ -277,7 +288,7 @@ class FactsProjection:
 
     async def _reversal(self, conn: asyncpg.Connection, change: OrderReversal) -> None:
         await self._serialise(conn, change.customer_id)
-        subject = await _subject(conn, change.customer_id)
+        subject = await self._subject_of(conn, change.customer_id)
         await conn.execute(
             "INSERT INTO fact_orders (order_id, customer_id, subject_id) VALUES ($1, $2, $3)"
             " ON CONFLICT (order_id) DO NOTHING",
@@ -325,7 +336,7 @@ class FactsProjection:
 
     async def _upsert(self, conn: asyncpg.Connection, change: FactUpsert) -> None:
         await self._serialise(conn, change.customer_id)
-        subject = await _subject(conn, change.customer_id)
+        subject = await self._subject_of(conn, change.customer_id)
         key = _KEY_COLUMN[change.table]
         names = list(change.values)
         columns = ", ".join([key, "customer_id", "subject_id", *names])
