@@ -6,10 +6,12 @@ from typing import Any
 from uuid import UUID
 
 from crm_http.auth import Actor
-from crm_http.problems import unprocessable
+from crm_http.problems import Problem, problem_type, unprocessable
 from crm_schemas.envelope import ActorRef
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
+from crm_eventstore.errors import KeyDestroyed
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import CommandContext, IdempotencyClaim
 
@@ -46,3 +48,21 @@ def expected_version(if_match: str | None, resource: str) -> int | None:
     if not text.isdigit():
         raise unprocessable("If-Match", f'must be the ETag of the {resource}, e.g. "3"')
     return int(text)
+
+
+def install_erasure_problems(app: FastAPI) -> None:
+    """Answer 410 problem+json, not 500, when a request needs the data key of an erased (crypto-shredded) customer.
+
+    A record whose personal fields were encrypted with that key can neither be read in full nor
+    be given new personal data any more.
+    """
+
+    async def erased(request: Request, exc: Exception) -> Response:
+        return Problem(
+            410,
+            "Gone",
+            "The customer's personal data was erased; this record's personal fields cannot be read or written.",
+            type=problem_type("customer-erased"),
+        ).to_response()
+
+    app.add_exception_handler(KeyDestroyed, erased)

@@ -7,7 +7,9 @@
   ``rate_per_minute`` with bursts of ``burst`` requests, kept per process (with N replicas behind a
   load balancer a principal gets up to N times the rate; that bounds abuse, it is not billing);
 * answers 413 problem+json when a request body is larger than ``max_body_bytes`` (or a per-path
-  allowance, e.g. CSV imports), by Content-Length up front or while a chunked body streams in.
+  allowance, e.g. CSV imports), by Content-Length up front or while a chunked body streams in;
+* answers 422 problem+json when the path, the query or a JSON body carries a NUL character (U+0000),
+  which no PostgreSQL text or jsonb value can hold (it would otherwise fail deep in a query as a 500).
 
 Health probes and metrics are exempt. Statement timeouts (no request runs longer than 5 s in
 PostgreSQL) are set on the pools: ``crm_eventstore.store.create_pool``.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -28,7 +31,7 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_http.auth import InvalidTokenError, KeysUnavailableError, TokenVerifier
-from crm_http.problems import Problem, problem_type
+from crm_http.problems import FieldError, Problem, problem_type
 
 __all__ = ["ApiLimits", "RateLimiter", "install_api_limits"]
 
@@ -98,6 +101,29 @@ class _BodyTooLarge(Exception):
     pass
 
 
+#: A JSON ``\u0000`` escape that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def _nul_problem(location: str) -> Problem:
+    return Problem(
+        422,
+        "Request validation failed",
+        f"The request {location} contains a NUL character (U+0000), which is not accepted.",
+        type=problem_type("request-validation"),
+        errors=[FieldError(field="", message="NUL characters (U+0000) are not accepted", location=location)],
+    )
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query = bytes(scope.get("query_string") or b"").lower()
+    if b"%00" in query or b"\x00" in query:
+        return "query"
+    return None
+
+
 class _Limits:
     def __init__(self, app: ASGIApp, limits: ApiLimits, verifier: TokenVerifier | None, limiter: RateLimiter) -> None:
         self.app = app
@@ -143,6 +169,28 @@ class _Limits:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(limit).to_response()(scope, receive, send)
             return
+        where = _nul_in_url(scope)
+        if where is not None:
+            await _nul_problem(where).to_response()(scope, receive, send)
+            return
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type == b"application/json" or content_type.endswith(b"+json"):
+            # JSON bodies are read whole here (they are parsed whole anyway) to look for NUL escapes.
+            body = bytearray()
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body.extend(message.get("body", b""))
+                more = message.get("more_body", False)
+                if len(body) > limit:
+                    await _too_large(limit).to_response()(scope, receive, send)
+                    return
+            if _JSON_NUL.search(body):
+                await _nul_problem("body").to_response()(scope, receive, send)
+                return
+            receive = _replay(bytes(body), receive)
         received = 0
         started = False
 
@@ -167,6 +215,20 @@ class _Limits:
             if started:
                 raise
             await _too_large(limit).to_response()(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands over an already read body first, then what the client sends next (disconnect)."""
+    pending = True
+
+    async def replaying() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replaying
 
 
 def _too_large(limit: int) -> Problem:

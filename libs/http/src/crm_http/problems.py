@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -127,6 +128,74 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _handle_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _handle_unexpected)
+    _document_problems(app)
+
+
+#: The problem+json document as a JSON Schema (RFC 9457; extension members are allowed).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "in": {"type": "string"},
+                    "code": {"type": "string"},
+                },
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make the app's OpenAPI say what the handlers answer: every error is problem+json.
+
+    FastAPI documents its 422 as application/json HTTPValidationError; the handlers answer
+    problem+json. Secured operations also document 401 and 429, and every operation a
+    `default` problem for the rest (404, 409, 413, 428, ... as the endpoint's description says).
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        problem = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for item in document.get("paths", {}).values():
+            for operation in item.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                for status, response in responses.items():
+                    declared = response.get("content", {}).get(PROBLEM_CONTENT_TYPE, {})
+                    if (status.startswith(("4", "5")) or status == "default") and not declared.get("schema"):
+                        response["content"] = problem
+                if operation.get("security"):
+                    responses.setdefault("401", {"description": "Missing or invalid bearer token", "content": problem})
+                    responses.setdefault("429", {"description": "Rate limit exceeded", "content": problem})
+                responses.setdefault("default", {"description": "Any other error", "content": problem})
+        schemas = document["components"]["schemas"]
+        for name in ("HTTPValidationError", "ValidationError"):
+            if name in schemas and f'"#/components/schemas/{name}"' not in json.dumps(document):
+                del schemas[name]
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def validation_problem(errors: Sequence[Mapping[str, Any]]) -> Problem:

@@ -8,7 +8,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from crm_eventstore.errors import IdempotencyKeyReused, WrongExpectedVersion
-from crm_eventstore.http_commands import command_context, expected_version, idempotency_claim
+from crm_eventstore.http_commands import (
+    command_context,
+    expected_version,
+    idempotency_claim,
+    install_erasure_problems,
+)
 from crm_eventstore.ids import new_id
 from crm_eventstore.store import AppendResult, StoredResponse
 from crm_http.auth import TokenVerifier, actor_dependency
@@ -180,6 +185,7 @@ def create_app(
     )
     app.state.commands = commands
     install_problem_handlers(app)
+    install_erasure_problems(app)
 
     async def database_ready() -> None:
         await app.state.commands.store.pool.fetchval("SELECT 1")
