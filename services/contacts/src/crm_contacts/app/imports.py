@@ -249,6 +249,9 @@ def decode(data: bytes, encoding: str | None = None) -> tuple[str, str]:
 def read_csv(data: bytes, encoding: str | None = None) -> CsvTable:
     """Decode and parse a CSV file; ImportFileError if it has no header or is not CSV."""
     text, used = decode(data, encoding)
+    if "\x00" in text:
+        # No PostgreSQL text or jsonb value can hold U+0000: such a file is binary, not a CSV to import.
+        raise ImportFileError(f"the file contains a NUL character (U+0000) at offset {text.index(chr(0))}")
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     records: list[tuple[int, list[str]]] = []
